@@ -1,0 +1,223 @@
+import { randomUUID } from 'node:crypto';
+import FindMyWay from 'find-my-way';
+import { describeError, InputError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from './errors.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import type { ModelRepository } from './model-repository.ts';
+import type { StageTimings } from './model-service.ts';
+
+/** An HTTP request as every adapter hands it to the core: the provider's event, translated. */
+export interface CoreHttpRequest {
+  method: string;
+  /** Path with query string, as received. */
+  url: string;
+  /** Lower-case header names. */
+  headers: Record<string, string | undefined>;
+  body?: Uint8Array | string;
+}
+
+export interface CoreHttpResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface HttpAppOptions {
+  repository: ModelRepository;
+  metrics?: Metrics;
+  logger?: Logger;
+  /** Largest accepted body; adapters that stream the body should stop reading past it. Default 6 MB. */
+  bodyLimitBytes?: number;
+  serverVersion?: string;
+}
+
+export const DEFAULT_BODY_LIMIT_BYTES = 6 * 1024 * 1024;
+
+interface RouteContext {
+  params: Record<string, string | undefined>;
+  request: CoreHttpRequest;
+  /** Filled by handlers that ran a model, for Server-Timing and the log line. */
+  timings?: StageTimings;
+  model?: string;
+}
+
+interface RouteResult {
+  status?: number;
+  body: unknown;
+  contentType?: string;
+}
+
+type RouteHandler = (context: RouteContext) => Promise<RouteResult> | RouteResult;
+
+interface RouteStore {
+  pattern: string;
+}
+
+/**
+ * The routes every HTTP adapter serves (DESIGN.md), on a transport-neutral request/response pair,
+ * so the local server, Lambda, Cloud Functions, Azure and containers answer byte for byte the same.
+ */
+export function createHttpApp(options: HttpAppOptions) {
+  const { repository, metrics, logger } = options;
+  const bodyLimitBytes = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const router = FindMyWay({ ignoreTrailingSlash: true, ignoreDuplicateSlashes: true });
+  const route = (method: 'GET' | 'POST', pattern: string, handler: RouteHandler) =>
+    router.on(method, pattern, handler as never, { pattern } satisfies RouteStore);
+
+  const modelOf = (context: RouteContext) => {
+    const service = repository.get(context.params.name!);
+    context.model = service.name;
+    const version = context.params.version;
+    if (version !== undefined && version !== service.version) {
+      throw new NotFoundError(`model "${service.name}" has no version "${version}"; available: ${service.version}`);
+    }
+    return service;
+  };
+
+  route('GET', '/v2/health/live', () => ({ body: { live: true } }));
+  route('GET', '/v2/health/ready', () => {
+    const notReady = [
+      ...repository.broken.map((model) => ({ name: model.name, error: model.error })),
+      ...repository.list().filter((s) => s.runtime.state === 'failed').map((s) => ({ name: s.name, error: s.runtime.loadError })),
+    ];
+    return notReady.length === 0 ? { body: { ready: true } } : { status: 503, body: { ready: false, models: notReady } };
+  });
+  route('GET', '/v2', () => ({ body: { name: 'modelfn', version: options.serverVersion ?? '0', extensions: [] } }));
+  route('GET', '/v2/repository/index', () => ({
+    body: repository.list().map((s) => ({ name: s.name, version: s.version, state: s.runtime.state === 'ready' ? 'READY' : s.runtime.state.toUpperCase() })),
+  }));
+
+  for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
+    route('GET', prefix, async (context) => ({ body: await modelOf(context).metadata() }));
+    route('GET', `${prefix}/ready`, async (context) => {
+      const service = modelOf(context);
+      const ready = await service.ready();
+      return ready
+        ? { body: { name: service.name, ready: true } }
+        : { status: 503, body: { name: service.name, ready: false, error: service.runtime.loadError } };
+    });
+    route('POST', `${prefix}/infer`, async (context) => {
+      const service = modelOf(context);
+      const body = parseJsonBody(context.request);
+      const { response, timings } = await service.infer(body);
+      context.timings = timings;
+      return { body: response };
+    });
+  }
+
+  route('POST', '/v1/models/:name(^[^:/]+)::predict', async (context) => {
+    const service = modelOf(context);
+    const body = parseJsonBody(context.request);
+    const instances = isObject(body) ? body.instances : undefined;
+    const { predictions, timings } = await service.predict(instances);
+    context.timings = timings;
+    return { body: { predictions } };
+  });
+
+  route('GET', '/metrics', async () => {
+    if (!metrics) throw new NotFoundError('metrics are not enabled');
+    const { contentType, body } = await metrics.text();
+    return { body, contentType };
+  });
+
+  function parseJsonBody(request: CoreHttpRequest): unknown {
+    const { body } = request;
+    const size = body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    if (size > bodyLimitBytes) throw new PayloadTooLargeError(bodyLimitBytes);
+    if (size === 0) throw new InputError('request body is empty; expected JSON');
+    const text = typeof body === 'string' ? body : Buffer.from(body!.buffer, body!.byteOffset, body!.byteLength).toString('utf8');
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      throw new InputError(`request body is not valid JSON: ${(error as Error).message}`);
+    }
+  }
+
+  async function handle(request: CoreHttpRequest): Promise<CoreHttpResponse> {
+    const started = performance.now();
+    const requestId = request.headers['x-request-id'] || randomUUID();
+    const queryAt = request.url.indexOf('?');
+    const path = queryAt === -1 ? request.url : request.url.slice(0, queryAt);
+    const method = request.method.toUpperCase();
+    const found = router.find(method === 'HEAD' ? 'GET' : (method as 'GET'), path);
+    const pattern = found ? (found.store as RouteStore).pattern : 'unmatched';
+    const context: RouteContext = { params: (found?.params ?? {}) as Record<string, string>, request };
+
+    let status: number;
+    let payload: string;
+    let contentType = 'application/json';
+    const headers: Record<string, string> = {};
+    try {
+      if (!found) throw notFoundOrWrongMethod(router, method, path);
+      const result = await (found.handler as unknown as RouteHandler)(context);
+      status = result.status ?? 200;
+      if (result.contentType) {
+        contentType = result.contentType;
+        payload = String(result.body);
+      } else {
+        payload = JSON.stringify(result.body);
+      }
+    } catch (error) {
+      const described = describeError(error);
+      if (error instanceof MethodNotAllowedError) headers.allow = error.allow.join(', ');
+      status = described.status;
+      payload = JSON.stringify({ error: described.message });
+      if (status >= 500 && status !== 503) logger?.error({ requestId, err: error, path }, 'request failed');
+    }
+
+    const totalMs = performance.now() - started;
+    headers['content-type'] = contentType;
+    headers['x-request-id'] = requestId;
+    if (context.timings) headers['server-timing'] = serverTiming(context.timings, totalMs);
+    metrics?.requests.inc({ route: pattern, model: context.model ?? '', status });
+    metrics?.requestDuration.observe({ route: pattern, model: context.model ?? '' }, totalMs / 1000);
+    logger?.info(
+      {
+        requestId,
+        method,
+        path,
+        status,
+        ms: round(totalMs),
+        ...(context.model && { model: context.model }),
+        ...(context.timings && { cold: context.timings.cold, loadMs: round(context.timings.loadMs), batchRows: context.timings.batchRows }),
+      },
+      'request',
+    );
+    return { status, headers, body: method === 'HEAD' ? '' : payload };
+  }
+
+  return { handle, bodyLimitBytes };
+}
+
+export type HttpApp = ReturnType<typeof createHttpApp>;
+
+function notFoundOrWrongMethod(router: FindMyWay.Instance<FindMyWay.HTTPVersion.V1>, method: string, path: string): Error {
+  const allowed = (['GET', 'POST'] as const).filter((other) => other !== method && router.find(other, path));
+  if (allowed.length > 0) {
+    return new MethodNotAllowedError(`method ${method} is not allowed on ${path}; use ${allowed.join(' or ')}`, allowed);
+  }
+  return new NotFoundError(`no route for ${method} ${path}`);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+/** Server-Timing: each stage's duration, plus whether this call paid for loading the model. */
+export function serverTiming(timings: StageTimings, totalMs: number): string {
+  const parts = [
+    timings.cold ? `load;dur=${round(timings.loadMs)};desc="cold"` : 'warm;dur=0',
+    `validate;dur=${round(timings.validateMs)}`,
+    `preprocess;dur=${round(timings.preprocessMs)}`,
+    `queue;dur=${round(timings.queueMs)}`,
+    `run;dur=${round(timings.runMs)}`,
+    `postprocess;dur=${round(timings.postprocessMs)}`,
+    `total;dur=${round(totalMs)}`,
+  ];
+  if (timings.batchRows > 0) parts.push(`batch;desc="${timings.batchRows} rows, ${timings.batchRequests} requests"`);
+  return parts.join(', ');
+}

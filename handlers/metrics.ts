@@ -1,0 +1,50 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/** The Prometheus series every adapter that can be scraped exposes; one registry per app, not the global one. */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'modelfn_requests_total',
+    help: 'Requests handled, by route pattern, model and status code.',
+    labelNames: ['route', 'model', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly requestDuration = new Histogram({
+    name: 'modelfn_request_duration_seconds',
+    help: 'Time from request received to response ready, by route pattern and model.',
+    labelNames: ['route', 'model'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly batchRows = new Histogram({
+    name: 'modelfn_batch_rows',
+    help: 'Rows per tensor run (micro-batched requests stacked together).',
+    labelNames: ['model'] as const,
+    buckets: BATCH_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly batchRequests = new Histogram({
+    name: 'modelfn_batch_requests',
+    help: 'Requests stacked into one tensor run.',
+    labelNames: ['model'] as const,
+    buckets: BATCH_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly modelLoadSeconds = new Gauge({
+    name: 'modelfn_model_load_seconds',
+    help: 'Time the last successful load of a model took.',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'modelfn_' });
+  }
+
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

@@ -1,0 +1,81 @@
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { NotFoundError } from './errors.ts';
+import type { Metrics } from './metrics.ts';
+import type { ModelDefinition } from './model-definition.ts';
+import { ModelService } from './model-service.ts';
+
+/** The example models shipped in this package. */
+export const BUNDLED_MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url));
+
+const DEFINITION_FILES = ['model.ts', 'model.js', 'model.mjs'];
+
+/** A folder that looked like a model but whose definition could not be imported. */
+export interface BrokenModel {
+  name: string;
+  error: string;
+}
+
+/** The models a process serves: one folder per model, discovered at start (Triton's model repository). */
+export class ModelRepository {
+  private readonly services = new Map<string, ModelService>();
+  readonly broken: BrokenModel[] = [];
+
+  add(service: ModelService): void {
+    if (this.services.has(service.name)) throw new Error(`two models are named "${service.name}"`);
+    this.services.set(service.name, service);
+  }
+
+  get(name: string): ModelService {
+    const service = this.services.get(name);
+    if (!service) {
+      const broken = this.broken.find((model) => model.name === name);
+      if (broken) throw new NotFoundError(`model "${name}" failed to load its definition: ${broken.error}`);
+      throw new NotFoundError(`model "${name}" not found; available: ${[...this.services.keys()].join(', ') || 'none'}`);
+    }
+    return service;
+  }
+
+  list(): ModelService[] {
+    return [...this.services.values()];
+  }
+
+  /** Load every model's session now (provisioned concurrency, containers); a failed model stays not ready. */
+  async preload(): Promise<void> {
+    await Promise.all(this.list().map((service) => service.ready()));
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.list().map((service) => service.runtime.dispose()));
+  }
+}
+
+/**
+ * Discover `<dir>/<name>/model.ts` (or .js) files, each default-exporting a `defineModel(...)`.
+ * A definition that fails to import is recorded as broken, not thrown: the other models still serve.
+ */
+export async function loadModelRepository(options: { dir?: string; metrics?: Metrics; only?: string[] } = {}): Promise<ModelRepository> {
+  const dir = path.resolve(options.dir ?? BUNDLED_MODELS_DIR);
+  const repository = new ModelRepository();
+  const folders = readdirSync(dir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && (!options.only || options.only.includes(entry.name)))
+    .map((entry) => entry.name)
+    .sort();
+  for (const folder of folders) {
+    const modelDir = path.join(dir, folder);
+    const file = DEFINITION_FILES.map((name) => path.join(modelDir, name)).find((candidate) => existsSync(candidate));
+    if (!file) continue;
+    try {
+      const module = (await import(pathToFileURL(file).href)) as { default?: ModelDefinition };
+      const definition = module.default;
+      if (!definition || typeof definition.name !== 'string') throw new Error(`${path.basename(file)} has no default export from defineModel()`);
+      repository.add(new ModelService(definition, modelDir, options.metrics));
+    } catch (error) {
+      // The first line says what is wrong; the rest (require stacks) would only leak file paths to callers.
+      const message = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+      repository.broken.push({ name: folder, error: message });
+    }
+  }
+  return repository;
+}
