@@ -57,6 +57,7 @@ export class MicroBatcher {
   }
 
   submit(feeds: TensorMap, rows: number): Promise<BatchResult> {
+    if (!this.running && this.queue.length === 0 && this.maxDelayMs === 0) return this.runAlone(feeds, rows);
     if (this.queuedRows + rows > this.maxQueueRows) {
       return Promise.reject(new UnavailableError(`model is overloaded: ${this.queuedRows} rows already queued`));
     }
@@ -65,6 +66,21 @@ export class MicroBatcher {
       this.queuedRows += rows;
       this.schedule();
     });
+  }
+
+  /** The idle fast path: no queue, no stacking, no slicing; whatever arrives meanwhile forms the next batch. */
+  private async runAlone(feeds: TensorMap, rows: number): Promise<BatchResult> {
+    this.running = true;
+    const started = performance.now();
+    try {
+      const outputs = await this.runFeeds(feeds);
+      const runMs = performance.now() - started;
+      this.onBatch?.(rows, 1);
+      return { outputs, info: { batchRows: rows, batchRequests: 1, queueMs: 0, runMs } };
+    } finally {
+      this.running = false;
+      if (this.queue.length > 0) this.flush();
+    }
   }
 
   private schedule(): void {

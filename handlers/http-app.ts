@@ -169,20 +169,23 @@ export function createHttpApp(options: HttpAppOptions) {
     headers['content-type'] = contentType;
     headers['x-request-id'] = requestId;
     if (context.timings) headers['server-timing'] = serverTiming(context.timings, totalMs);
-    metrics?.requests.inc({ route: pattern, model: context.model ?? '', status });
-    metrics?.requestDuration.observe({ route: pattern, model: context.model ?? '' }, totalMs / 1000);
-    logger?.info(
-      {
-        requestId,
-        method,
-        path,
-        status,
-        ms: round(totalMs),
-        ...(context.model && { model: context.model }),
-        ...(context.timings && { cold: context.timings.cold, loadMs: round(context.timings.loadMs), batchRows: context.timings.batchRows }),
-      },
-      'request',
-    );
+    const model = context.model ?? '';
+    const timings = context.timings;
+    afterResponse(() => {
+      metrics?.recordRequest(pattern, model, status, totalMs / 1000);
+      logger?.info(
+        {
+          requestId,
+          method,
+          path,
+          status,
+          ms: round(totalMs),
+          ...(model && { model }),
+          ...(timings && { cold: timings.cold, loadMs: round(timings.loadMs), batchRows: timings.batchRows }),
+        },
+        'request',
+      );
+    });
     return { status, headers, body: method === 'HEAD' ? '' : payload };
   }
 
@@ -197,6 +200,21 @@ function notFoundOrWrongMethod(router: FindMyWay.Instance<FindMyWay.HTTPVersion.
     return new MethodNotAllowedError(`method ${method} is not allowed on ${path}; use ${allowed.join(' or ')}`, allowed);
   }
   return new NotFoundError(`no route for ${method} ${path}`);
+}
+
+const telemetryQueue: (() => void)[] = [];
+
+/**
+ * Metrics and the log line are recorded once the response is on its way: run in one batch per event-loop
+ * turn (after the adapter's write), they add nothing to the latency a caller sees.
+ */
+function afterResponse(record: () => void): void {
+  if (telemetryQueue.push(record) === 1) setImmediate(drainTelemetry);
+}
+
+function drainTelemetry(): void {
+  const records = telemetryQueue.splice(0);
+  for (const record of records) record();
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

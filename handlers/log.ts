@@ -2,11 +2,26 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
-/** One JSON object per line on stdout; `LOG_LEVEL` sets the level (info by default, silent in tests). */
-export function createLogger(options: { level?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+export interface LoggerOptions {
+  level?: string;
+  /**
+   * Buffer lines and write them in 4 KB chunks, flushed at least every `flushIntervalMs`: one write per
+   * request costs more than the rest of a small model's request path. Long-lived servers want this;
+   * functions that may be frozen between invocations (Lambda) do not.
+   */
+  buffered?: boolean;
+  flushIntervalMs?: number;
+  destination?: NodeJS.WritableStream;
+}
+
+/** One JSON object per line on stdout; `LOG_LEVEL` sets the level (info by default, silent under vitest). */
+export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? process.env.LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'info');
-  return pino(
-    { level, base: { service: 'modelfn' }, timestamp: pino.stdTimeFunctions.isoTime },
-    options.destination ?? pino.destination({ sync: false }),
-  );
+  const destination = options.destination ?? pino.destination({ sync: !options.buffered, minLength: options.buffered ? 4096 : 0 });
+  const logger = pino({ level, base: { service: 'modelfn' } }, destination);
+  if (options.buffered && !options.destination) {
+    setInterval(() => logger.flush(), options.flushIntervalMs ?? 250).unref();
+    process.once('beforeExit', () => logger.flush());
+  }
+  return logger;
 }

@@ -40,6 +40,33 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Labelled children cached by key: prom-client hashes the label object on every unlabelled call.
+  private readonly requestSeries = new Map<string, { inc(): void; observe(seconds: number): void }>();
+  private readonly batchSeries = new Map<string, { rows: { observe(value: number): void }; requests: { observe(value: number): void } }>();
+
+  recordRequest(route: string, model: string, status: number, seconds: number): void {
+    const key = `${route}\0${model}\0${status}`;
+    let series = this.requestSeries.get(key);
+    if (!series) {
+      const counter = this.requests.labels({ route, model, status });
+      const histogram = this.requestDuration.labels({ route, model });
+      series = { inc: () => counter.inc(), observe: (value) => histogram.observe(value) };
+      this.requestSeries.set(key, series);
+    }
+    series.inc();
+    series.observe(seconds);
+  }
+
+  recordBatch(model: string, rows: number, requests: number): void {
+    let series = this.batchSeries.get(model);
+    if (!series) {
+      series = { rows: this.batchRows.labels({ model }), requests: this.batchRequests.labels({ model }) };
+      this.batchSeries.set(model, series);
+    }
+    series.rows.observe(rows);
+    series.requests.observe(requests);
+  }
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'modelfn_' });
   }

@@ -49,6 +49,11 @@ export class ModelRuntime {
     return this.failure ? 'failed' : 'unloaded';
   }
 
+  /** The session when loaded, without a promise: the warm path needs no await. */
+  get loaded(): InferenceSession | undefined {
+    return this.session;
+  }
+
   get loadError(): string | undefined {
     return this.failure;
   }

@@ -6,7 +6,7 @@ import { InputError, ModelfnError, NotFoundError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
 import type { ModelDefinition, ModelRunner, TensorMap } from './model-definition.ts';
 import { ModelRuntime, resolveModelFile } from './model-runtime.ts';
-import { decodeInferRequest, encodeTensor, type OipInferResponse } from './oip.ts';
+import { decodeInferRequest, encodeTensor, inferSpecOf, type InferSpec, type OipInferResponse } from './oip.ts';
 import { sharedRowCount, tensorSpecs, type TensorSpec } from './tensors.ts';
 
 /** Where the time of one call went; every adapter reports it (Server-Timing on HTTP, the log line everywhere). */
@@ -31,8 +31,10 @@ export interface ModelMetadata {
   outputs: TensorSpec[];
 }
 
-// JSON Schema 2020-12, the draft the definition type documents; lenient about unknown keywords (they may be annotations).
-const ajv = new Ajv2020({ allErrors: false, strict: false });
+// JSON Schema 2020-12, the draft the definition type documents; lenient about unknown keywords (they may be
+// annotations). unicode: false measures strings by .length: counting code points walks every character of a
+// multi-megabyte base64 field for nothing.
+const ajv = new Ajv2020({ allErrors: false, strict: false, unicode: false, logger: false });
 
 function newTimings(): StageTimings {
   return { cold: false, loadMs: 0, validateMs: 0, preprocessMs: 0, queueMs: 0, runMs: 0, postprocessMs: 0, totalMs: 0, batchRows: 0, batchRequests: 0 };
@@ -50,7 +52,7 @@ export class ModelService {
   readonly runtime: ModelRuntime;
   private readonly validateInstance: ValidateFunction | undefined;
   private batcher: MicroBatcher | undefined;
-  private batchable = false;
+  private inferSpec: InferSpec | undefined;
   private initialisedFor: InferenceSession | undefined;
 
   constructor(
@@ -125,7 +127,7 @@ export class ModelService {
     const session = await this.session(timings);
 
     let mark = performance.now();
-    const request = decodeInferRequest(body, session.inputMetadata, session.outputNames);
+    const request = decodeInferRequest(body, this.inferSpec!);
     timings.validateMs = performance.now() - mark;
     const outputs = await this.run(request.feeds, timings);
 
@@ -157,26 +159,29 @@ export class ModelService {
     return this.runtime.ensureLoaded();
   }
 
-  private async session(timings: StageTimings): Promise<InferenceSession> {
+  private session(timings: StageTimings): InferenceSession | Promise<InferenceSession> {
+    const loaded = this.runtime.loaded;
+    if (loaded && loaded === this.initialisedFor) return loaded;
+    return this.acquireSession(timings);
+  }
+
+  private async acquireSession(timings: StageTimings): Promise<InferenceSession> {
     const handle = await this.runtime.acquire();
     timings.cold = handle.cold;
     timings.loadMs = handle.loadMs;
-    if (this.initialisedFor !== handle.session) this.initialiseBatching(handle.session);
+    if (this.initialisedFor !== handle.session) this.onNewSession(handle.session);
     return handle.session;
   }
 
-  /** Batching needs a dynamic dim 0 on every input; decided once per loaded session. */
-  private initialiseBatching(session: InferenceSession): void {
+  /** What depends on the session's metadata is worked out once: the decoding spec, and whether to batch. */
+  private onNewSession(session: InferenceSession): void {
     this.initialisedFor = session;
+    this.inferSpec = inferSpecOf(session);
     const options = this.definition.batching;
-    this.batchable =
-      !!options &&
-      session.inputMetadata.every((meta) => meta.isTensor && meta.shape.length > 0 && typeof meta.shape[0] === 'string');
-    this.batcher = this.batchable && options
-      ? new MicroBatcher((feeds) => runSession(session, feeds), options, (rows, requests) => {
-          this.metrics?.batchRows.observe({ model: this.name }, rows);
-          this.metrics?.batchRequests.observe({ model: this.name }, requests);
-        })
+    // Stacking needs a dynamic dim 0 on every input.
+    const batchable = session.inputMetadata.every((meta) => meta.isTensor && meta.shape.length > 0 && typeof meta.shape[0] === 'string');
+    this.batcher = batchable && options
+      ? new MicroBatcher((feeds) => runSession(session, feeds), options, (rows, requests) => this.metrics?.recordBatch(this.name, rows, requests))
       : undefined;
   }
 

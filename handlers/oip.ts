@@ -63,16 +63,17 @@ function flattenData(data: unknown, where: string): unknown[] {
   return flat;
 }
 
+function badElement(values: unknown[], index: number, expected: string, datatype: OipDatatype, where: string): never {
+  throw new InputError(`${where}.data[${index}] is ${JSON.stringify(values[index]) ?? 'undefined'}, expected ${expected} for ${datatype}`);
+}
+
 function toTypedData(values: unknown[], datatype: OipDatatype, where: string): Tensor['data'] {
-  const bad = (index: number, expected: string): never => {
-    throw new InputError(`${where}.data[${index}] is ${JSON.stringify(values[index]) ?? 'undefined'}, expected ${expected} for ${datatype}`);
-  };
   switch (datatype) {
     case 'BYTES': {
       const strings = new Array<string>(values.length);
       for (let i = 0; i < values.length; i++) {
         const value = values[i];
-        if (typeof value !== 'string') bad(i, 'a string');
+        if (typeof value !== 'string') badElement(values, i, 'a string', datatype, where);
         strings[i] = value as string;
       }
       return strings;
@@ -82,7 +83,7 @@ function toTypedData(values: unknown[], datatype: OipDatatype, where: string): T
       for (let i = 0; i < values.length; i++) {
         const value = values[i];
         if (value === true || value === 1) bytes[i] = 1;
-        else if (value !== false && value !== 0) bad(i, 'true or false');
+        else if (value !== false && value !== 0) badElement(values, i, 'true or false', datatype, where);
       }
       return bytes;
     }
@@ -96,7 +97,7 @@ function toTypedData(values: unknown[], datatype: OipDatatype, where: string): T
         let parsed: bigint | undefined;
         if (typeof value === 'number' && Number.isSafeInteger(value)) parsed = BigInt(value);
         else if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) parsed = BigInt(value);
-        if (parsed === undefined || parsed < min || parsed > max) bad(i, 'an integer in range');
+        if (parsed === undefined || parsed < min || parsed > max) badElement(values, i, 'an integer in range', datatype, where);
         big[i] = parsed as bigint;
       }
       return big;
@@ -117,9 +118,9 @@ function toTypedData(values: unknown[], datatype: OipDatatype, where: string): T
       const range = INTEGER_RANGES[datatype];
       for (let i = 0; i < values.length; i++) {
         const value = values[i];
-        if (typeof value !== 'number') bad(i, 'a number');
+        if (typeof value !== 'number') badElement(values, i, 'a number', datatype, where);
         if (range && (!Number.isInteger(value) || (value as number) < range[0] || (value as number) > range[1])) {
-          bad(i, `an integer in [${range[0]}, ${range[1]}]`);
+          badElement(values, i, `an integer in [${range[0]}, ${range[1]}]`, datatype, where);
         }
         numbers[i] = value as number;
       }
@@ -129,20 +130,27 @@ function toTypedData(values: unknown[], datatype: OipDatatype, where: string): T
   }
 }
 
+/** What decoding needs to know of a model, computed once per loaded session. */
+export interface InferSpec {
+  inputs: Map<string, InferenceSession.ValueMetadata>;
+  outputNames: readonly string[];
+}
+
+export function inferSpecOf(session: InferenceSession): InferSpec {
+  return { inputs: new Map(session.inputMetadata.map((meta) => [meta.name, meta])), outputNames: session.outputNames };
+}
+
 /** Validate an OIP request against the model's own input metadata and build the feeds. */
-export function decodeInferRequest(
-  body: unknown,
-  inputMetadata: readonly InferenceSession.ValueMetadata[],
-  outputNames: readonly string[],
-): DecodedInferRequest {
+export function decodeInferRequest(body: unknown, spec: InferSpec): DecodedInferRequest {
+  const { inputs: expected, outputNames } = spec;
   if (!isPlainObject(body)) throw new InputError('request body must be a JSON object with an "inputs" array');
   const { inputs, outputs, id } = body;
   if (id !== undefined && typeof id !== 'string') throw new InputError('"id" must be a string');
   if (!Array.isArray(inputs) || inputs.length === 0) throw new InputError('"inputs" must be a non-empty array of tensors');
 
-  const expected = new Map(inputMetadata.map((meta) => [meta.name, meta]));
   const feeds: TensorMap = {};
-  inputs.forEach((input: unknown, index) => {
+  for (let index = 0; index < inputs.length; index++) {
+    const input: unknown = inputs[index];
     const where = `inputs[${index}]`;
     if (!isPlainObject(input)) throw new InputError(`${where} must be an object with name, shape, datatype and data`);
     const { name, shape, datatype, data } = input;
@@ -174,7 +182,7 @@ export function decodeInferRequest(
       throw new InputError(`${where} "${name}" has ${flat.length} data elements but shape [${shape.join(',')}] needs ${elements}`);
     }
     feeds[name] = new Tensor(OIP_TO_ORT[datatype] as 'float32', toTypedData(flat, datatype, where) as Float32Array, shape as number[]);
-  });
+  }
   const missing = [...expected.keys()].filter((name) => !Object.hasOwn(feeds, name));
   if (missing.length > 0) throw new InputError(`missing input${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}`);
 

@@ -36,7 +36,10 @@ describe('npm start: the server as a process', () => {
 
   it('writes one JSON log line per request with the request id and cold/warm', async () => {
     await fetch(`${server.url}/v2/models/anomaly/ready`, { headers: { 'x-request-id': 'log-check-1' } });
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Lines are buffered and flushed every 250 ms.
+    for (let waited = 0; waited < 2000 && !server.logs.some((entry) => entry.requestId === 'log-check-1'); waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     const line = server.logs.find((entry) => entry.requestId === 'log-check-1');
     expect(line).toMatchObject({ level: 30, msg: 'request', method: 'GET', path: '/v2/models/anomaly/ready', status: 200, model: 'anomaly' });
     expect(server.logs.some((entry) => entry.msg === 'request' && entry.cold === true && typeof entry.loadMs === 'number')).toBe(true);

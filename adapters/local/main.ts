@@ -1,10 +1,10 @@
-import { configFromEnv, createCore } from '../../handlers/index.ts';
+import { configFromEnv, createCore, createLogger } from '../../handlers/index.ts';
 import { startLocalServer } from './server.ts';
 
 /** `npm start`: every model in the models folder on 127.0.0.1:8080 (PORT and HOST override). */
 const port = Number(process.env.PORT ?? 8080);
 const host = process.env.HOST ?? '127.0.0.1';
-const core = await createCore(configFromEnv(), { processMetrics: true });
+const core = await createCore(configFromEnv(), { processMetrics: true, logger: createLogger({ buffered: true }) });
 const server = await startLocalServer(core.http, { port, host });
 core.logger.info({ url: server.url, models: core.repository.list().map((service) => service.name) }, 'listening');
 
@@ -19,8 +19,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       .then(() => core.repository.dispose())
       .finally(() => {
         core.logger.info('stopped');
-        core.logger.flush();
-        process.exit(0);
+        core.logger.flush(() => process.exit(0));
       });
   });
 }

@@ -41,8 +41,8 @@ export async function startLocalServer(app: HttpApp, options: { port?: number; h
     req.on('error', () => res.destroy());
     req.on('end', () => {
       if (tooLarge) return;
-      const headers: Record<string, string | undefined> = {};
-      for (const [name, value] of Object.entries(req.headers)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+      // Node joins repeated headers with ", " already; only set-cookie stays an array, and the core reads none.
+      const headers = req.headers as Record<string, string | undefined>;
       app
         .handle({ method: req.method ?? 'GET', url: req.url ?? '/', headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) })
         .then((response) => {

@@ -60,7 +60,7 @@ const instanceSchema = {
   },
   additionalProperties: false,
   oneOf: [{ required: ['wav'] }, { required: ['samples'] }],
-  // if/then rather than dependentRequired: the latter is unknown to Ajv's default (draft-07) class and would be ignored.
+  // if/then rather than dependentRequired: it reads the same in every JSON Schema draft a validator may assume.
   allOf: [
     { if: { required: ['samples'] }, then: { required: ['sampleRate'] } },
     { if: { required: ['sampleRate'] }, then: { required: ['samples'] } },

@@ -1,13 +1,13 @@
 /**
  * The baseline users write today: node:http + onnxruntime-node, one `await session.run` per request,
  * OIP v2 JSON in and out. No routing, validation, metrics or logs: the floor our server is measured against.
- * Usage: tsx scripts/bench/baseline-server.ts <model.onnx> <port>
+ * Usage: tsx scripts/bench/baseline-server.ts <model.onnx> <port> [session options as JSON]
  */
 import http from 'node:http';
 import * as ort from 'onnxruntime-node';
 
-const [file, port] = process.argv.slice(2);
-const session = await ort.InferenceSession.create(file!);
+const [file, port, options] = process.argv.slice(2);
+const session = await ort.InferenceSession.create(file!, options ? JSON.parse(options) : {});
 
 http
   .createServer((req, res) => {
