@@ -204,6 +204,13 @@ function describeShape(shape: ReadonlyArray<number | string>): string {
   return shape.map((dim) => (typeof dim === 'number' && dim >= 0 ? dim : -1)).join(',');
 }
 
+/** A plain loop: Array.from over a typed array goes through the iterator protocol, several times slower. */
+function mapToArray<T, R>(source: ArrayLike<T>, convert: (value: T) => R): R[] {
+  const result = new Array<R>(source.length);
+  for (let i = 0; i < source.length; i++) result[i] = convert(source[i]!);
+  return result;
+}
+
 /** A tensor as an OIP output: flat row-major data, 64-bit integers as JSON numbers, FP16 decoded. */
 export function encodeTensor(name: string, tensor: Tensor): OipTensor {
   const datatype = oipDatatypeOf(tensor.type);
@@ -212,19 +219,19 @@ export function encodeTensor(name: string, tensor: Tensor): OipTensor {
   switch (datatype) {
     case 'INT64':
     case 'UINT64':
-      data = Array.from(tensor.data as BigInt64Array, (value) => Number(value));
+      data = mapToArray(tensor.data as BigInt64Array, Number);
       break;
     case 'BOOL':
-      data = Array.from(tensor.data as Uint8Array, (value) => value !== 0);
+      data = mapToArray(tensor.data as Uint8Array, (value) => value !== 0);
       break;
     case 'FP16':
-      data = Array.from(new Float16Array((tensor.data as Uint16Array).slice().buffer));
+      data = mapToArray(new Float16Array((tensor.data as Uint16Array).slice().buffer), (value) => value);
       break;
     case 'BYTES':
       data = tensor.data as string[];
       break;
     default:
-      data = Array.from(tensor.data as Float32Array);
+      data = mapToArray(tensor.data as Float32Array, (value) => value);
   }
   return { name, datatype, shape: [...tensor.dims], data };
 }

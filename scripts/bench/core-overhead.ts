@@ -44,7 +44,7 @@ export async function benchCoreOverhead(): Promise<string[]> {
     const rawVad = async () => {
       const input = new Float32Array(576);
       const tensor = new Tensor('float32', input, [1, 576]);
-      let state = new Tensor('float32', new Float32Array(256), [2, 1, 128]);
+      let state: Tensor = new Tensor('float32', new Float32Array(256), [2, 1, 128]);
       for (let start = 0; start < audio.length; start += 512) {
         input.copyWithin(0, 512, 576);
         input.fill(0, 64);

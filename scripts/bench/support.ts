@@ -1,9 +1,9 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import os from 'node:os';
-import autocannon from 'autocannon';
 
 export const REPO_ROOT = new URL('../../', import.meta.url);
 
@@ -96,22 +96,28 @@ export async function load(url: string, options: { connections: number; seconds:
   return loadClient === 'wrk' ? loadWithWrk(url, options) : loadWithAutocannon(url, options);
 }
 
-async function loadWithAutocannon(url: string, options: { connections: number; seconds: number; body: string }): Promise<LoadResult> {
-  const result = await autocannon({
-    url,
-    connections: options.connections,
-    duration: options.seconds,
-    method: 'POST',
-    body: options.body,
-    headers: { 'content-type': 'application/json' },
+/** autocannon's CLI in its own process, so it can be pinned to the load generator's core like wrk. */
+function loadWithAutocannon(url: string, options: { connections: number; seconds: number; body: string }): Promise<LoadResult> {
+  const cli = fileURLToPath(import.meta.resolve('autocannon/autocannon.js'));
+  const command = [process.execPath, cli, '--json', '-m', 'POST', '-H', 'content-type=application/json', '-b', options.body, '-c', String(options.connections), '-d', String(options.seconds), url];
+  const [file, ...args] = pinned(command, CLIENT_CPU);
+  return new Promise((resolve, reject) => {
+    const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`autocannon exited with ${code}`));
+      const result = JSON.parse(out) as { requests: { average: number }; latency: { p50: number; p99: number }; errors: number; non2xx: number };
+      resolve({
+        requestsPerSecond: result.requests.average,
+        p50Ms: result.latency.p50,
+        p99Ms: result.latency.p99,
+        errors: result.errors,
+        non2xx: result.non2xx,
+      });
+    });
   });
-  return {
-    requestsPerSecond: result.requests.average,
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    errors: result.errors,
-    non2xx: result.non2xx,
-  };
 }
 
 function loadWithWrk(url: string, options: { connections: number; seconds: number; body: string }): Promise<LoadResult> {
