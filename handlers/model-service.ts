@@ -40,8 +40,8 @@ function newTimings(): StageTimings {
   return { cold: false, loadMs: 0, validateMs: 0, preprocessMs: 0, queueMs: 0, runMs: 0, postprocessMs: 0, totalMs: 0, batchRows: 0, batchRequests: 0 };
 }
 
-function describeSchemaError(index: number, error: ErrorObject): string {
-  const where = `instances[${index}]${error.instancePath.replaceAll('/', '.')}`;
+function describeSchemaError(prefix: string, error: ErrorObject): string {
+  const where = `${prefix}${error.instancePath.replaceAll('/', '.')}`;
   if (error.keyword === 'additionalProperties') return `${where} has unexpected property "${String(error.params.additionalProperty)}"`;
   if (error.keyword === 'required') return `${where} is missing required property "${String(error.params.missingProperty)}"`;
   return `${where} ${error.message ?? 'is invalid'}`;
@@ -91,10 +91,9 @@ export class ModelService {
     if (!Array.isArray(instances) || instances.length === 0) {
       throw new InputError('request body must be an object with a non-empty "instances" array');
     }
-    if (this.validateInstance) {
-      for (let index = 0; index < instances.length; index++) {
-        if (!this.validateInstance(instances[index])) throw new InputError(describeSchemaError(index, this.validateInstance.errors![0]!));
-      }
+    for (let index = 0; index < instances.length; index++) {
+      const problem = this.instanceError(instances[index], `instances[${index}]`);
+      if (problem) throw new InputError(problem);
     }
     timings.validateMs = performance.now() - mark;
 
@@ -118,6 +117,15 @@ export class ModelService {
     }
     timings.totalMs = performance.now() - started;
     return { predictions, timings };
+  }
+
+  /**
+   * Why one v1 instance fails the model's schema (the message names `where` and the field), or undefined
+   * when it is valid: batch jobs validate record by record so one bad record fails alone.
+   */
+  instanceError(instance: unknown, where = 'instance'): string | undefined {
+    if (!this.validateInstance || this.validateInstance(instance)) return undefined;
+    return describeSchemaError(where, this.validateInstance.errors![0]!);
   }
 
   /** v2 infer: Open Inference Protocol tensors in and out, checked against the model's own metadata. */
