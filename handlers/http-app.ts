@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import FindMyWay from 'find-my-way';
 import { describeError, InputError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from './errors.ts';
+import type { JobService } from './jobs.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { ModelRepository } from './model-repository.ts';
@@ -29,6 +30,8 @@ export interface HttpAppOptions {
   /** Largest accepted body; adapters that stream the body should stop reading past it. Default 6 MB. */
   bodyLimitBytes?: number;
   serverVersion?: string;
+  /** Asynchronous jobs; without it the job routes answer 404. */
+  jobs?: JobService;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 6 * 1024 * 1024;
@@ -45,6 +48,7 @@ interface RouteResult {
   status?: number;
   body: unknown;
   contentType?: string;
+  headers?: Record<string, string>;
 }
 
 type RouteHandler = (context: RouteContext) => Promise<RouteResult> | RouteResult;
@@ -114,6 +118,24 @@ export function createHttpApp(options: HttpAppOptions) {
     return { body: { predictions } };
   });
 
+  const jobsOf = () => {
+    if (!options.jobs) throw new NotFoundError('asynchronous jobs are not enabled on this server');
+    return options.jobs;
+  };
+  route('POST', '/v1/models/:name/jobs', async (context) => {
+    const jobs = jobsOf();
+    context.model = context.params.name;
+    const body = parseJsonBody(context.request);
+    const { job, created } = await jobs.submit(context.params.name!, body, context.request.headers['idempotency-key']);
+    return {
+      status: 202,
+      body: { id: job.id, status: job.status },
+      headers: { location: `/v1/jobs/${job.id}`, ...(!created && { 'idempotent-replayed': 'true' }) },
+    };
+  });
+  route('GET', '/v1/jobs/:id', async (context) => ({ body: await jobsOf().get(context.params.id!) }));
+  route('GET', '/v1/dead-letter', async () => ({ body: { jobs: await jobsOf().listDeadLetters() } }));
+
   route('GET', '/metrics', async () => {
     if (!metrics) throw new NotFoundError('metrics are not enabled');
     const { contentType, body } = await metrics.text();
@@ -151,6 +173,7 @@ export function createHttpApp(options: HttpAppOptions) {
       if (!found) throw notFoundOrWrongMethod(router, method, path);
       const result = await (found.handler as unknown as RouteHandler)(context);
       status = result.status ?? 200;
+      if (result.headers) Object.assign(headers, result.headers);
       if (result.contentType) {
         contentType = result.contentType;
         payload = String(result.body);

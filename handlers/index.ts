@@ -1,5 +1,6 @@
 /** The portable inference core: what every adapter builds on. Imports no cloud SDK, ever. */
 import { createHttpApp, type HttpApp } from './http-app.ts';
+import { JobService, type JobQueue, type JobSettings, type JobStore } from './jobs.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { loadModelRepository, type ModelRepository } from './model-repository.ts';
@@ -12,6 +13,8 @@ export { loadModelRepository, ModelRepository, BUNDLED_MODELS_DIR } from './mode
 export { ModelService, type StageTimings } from './model-service.ts';
 export { Metrics } from './metrics.ts';
 export { createLogger, type Logger } from './log.ts';
+export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type Job, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView } from './jobs.ts';
+export { signWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook.ts';
 
 /** Settings every adapter reads the same way, from the environment. */
 export interface CoreConfig {
@@ -20,15 +23,31 @@ export interface CoreConfig {
   /** Load every model before serving (containers, provisioned concurrency). */
   preload: boolean;
   bodyLimitBytes?: number;
+  jobs?: Partial<JobSettings>;
+}
+
+function wholeNumber(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const value = env[name];
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d+$/.test(value)) throw new Error(`${name} must be a whole number, got "${value}"`);
+  return Number(value);
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): CoreConfig {
-  const limit = env.MODELFN_BODY_LIMIT_BYTES;
-  if (limit !== undefined && !/^\d+$/.test(limit)) throw new Error(`MODELFN_BODY_LIMIT_BYTES must be a whole number of bytes, got "${limit}"`);
+  const retentionSeconds = wholeNumber(env, 'MODELFN_JOB_RETENTION_SECONDS');
+  const jobs: Partial<JobSettings> = {
+    maxAttempts: wholeNumber(env, 'MODELFN_JOB_MAX_ATTEMPTS'),
+    retryBaseMs: wholeNumber(env, 'MODELFN_JOB_RETRY_BASE_MS'),
+    webhookRetryBaseMs: wholeNumber(env, 'MODELFN_WEBHOOK_RETRY_BASE_MS'),
+    webhookSecret: env.MODELFN_WEBHOOK_SECRET || undefined,
+    retentionMs: retentionSeconds === undefined ? undefined : retentionSeconds * 1000,
+  };
+  for (const key of Object.keys(jobs) as (keyof JobSettings)[]) if (jobs[key] === undefined) delete jobs[key];
   return {
     modelsDir: env.MODELFN_MODELS_DIR || undefined,
     preload: /^(1|true|yes)$/i.test(env.MODELFN_PRELOAD ?? ''),
-    bodyLimitBytes: limit === undefined ? undefined : Number(limit),
+    bodyLimitBytes: wholeNumber(env, 'MODELFN_BODY_LIMIT_BYTES'),
+    jobs,
   };
 }
 
@@ -37,10 +56,14 @@ export interface Core {
   metrics: Metrics;
   logger: Logger;
   http: HttpApp;
+  jobs?: JobService;
 }
 
 /** Discover the models and build the HTTP app once per process (outside any handler, so warm calls reuse it). */
-export async function createCore(config: CoreConfig, options: { logger?: Logger; processMetrics?: boolean } = {}): Promise<Core> {
+export async function createCore(
+  config: CoreConfig,
+  options: { logger?: Logger; processMetrics?: boolean; jobs?: { store: JobStore; queue: JobQueue } } = {},
+): Promise<Core> {
   const logger = options.logger ?? createLogger();
   const metrics = new Metrics({ processMetrics: options.processMetrics });
   const repository = await loadModelRepository({ dir: config.modelsDir, metrics });
@@ -52,6 +75,7 @@ export async function createCore(config: CoreConfig, options: { logger?: Logger;
       else logger.info({ model: service.name, loadMs: service.runtime.loadMs }, 'model loaded');
     }
   }
-  const http = createHttpApp({ repository, metrics, logger, bodyLimitBytes: config.bodyLimitBytes, serverVersion: process.env.npm_package_version });
-  return { repository, metrics, logger, http };
+  const jobs = options.jobs && new JobService(repository, options.jobs.store, options.jobs.queue, config.jobs, logger);
+  const http = createHttpApp({ repository, metrics, logger, jobs, bodyLimitBytes: config.bodyLimitBytes, serverVersion: process.env.npm_package_version });
+  return { repository, metrics, logger, http, jobs };
 }

@@ -107,7 +107,7 @@ describe('local server: the DESIGN.md routes over real HTTP', () => {
     ['the wrong shape', '/v2/models/anomaly/infer', { inputs: [{ name: 'features', shape: [1, 10], datatype: 'FP32', data: new Array(10).fill(0) }] }, 400, /^inputs\[0\] "features" has shape \[1,10\], the model expects \[-1,11\]$/],
     ['an unknown model', '/v1/models/nope:predict', { instances: [1] }, 404, /^model "nope" not found; available: anomaly, vad$/],
     ['an unknown route', '/v3/whatever', {}, 404, /^no route for POST \/v3\/whatever$/],
-  ])('%s -> %d with a message naming the problem', async (_case, path, body, status, message) => {
+  ])('%s: a 4xx whose message names the problem', async (_case, path, body, status, message) => {
     const response = await post(path, body);
     expect(response.status).toBe(status);
     expect(((await response.json()) as { error: string }).error).toMatch(message);
