@@ -75,7 +75,7 @@ export async function createCore(
       else logger.info({ model: service.name, loadMs: service.runtime.loadMs }, 'model loaded');
     }
   }
-  const jobs = options.jobs && new JobService(repository, options.jobs.store, options.jobs.queue, config.jobs, logger);
+  const jobs = options.jobs && new JobService(repository, options.jobs.store, options.jobs.queue, config.jobs, logger, metrics);
   const http = createHttpApp({ repository, metrics, logger, jobs, bodyLimitBytes: config.bodyLimitBytes, serverVersion: process.env.npm_package_version });
   return { repository, metrics, logger, http, jobs };
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describeError, InputError, ModelfnError, NotFoundError, UnavailableError } from './errors.ts';
 import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
 import type { ModelRepository } from './model-repository.ts';
 import { deliverWebhook } from './webhook.ts';
 
@@ -119,6 +120,7 @@ export class JobService {
     private readonly queue: JobQueue,
     settings: Partial<JobSettings> = {},
     private readonly logger?: Logger,
+    private readonly metrics?: Metrics,
   ) {
     this.settings = { ...DEFAULT_JOB_SETTINGS, ...settings };
   }
@@ -150,7 +152,10 @@ export class JobService {
       ...(body.callbackUrl !== undefined && { callbackUrl: checkCallbackUrl(body.callbackUrl) }),
     };
     const stored = await this.store.create(job, idempotencyKey);
-    if (stored.created) await this.queue.send({ jobId: job.id, model: job.model });
+    if (stored.created) {
+      await this.queue.send({ jobId: job.id, model: job.model });
+      this.metrics?.jobs.inc({ model: job.model, event: 'accepted' });
+    }
     return stored;
   }
 
@@ -199,6 +204,7 @@ export class JobService {
         await this.store.put(job);
         this.logger?.warn({ jobId: job.id, model: job.model, attempt: job.attempts, retryInMs: delay, err: error }, 'job attempt failed');
         await this.queue.send({ jobId: job.id, model: job.model }, delay);
+        this.metrics?.jobs.inc({ model: job.model, event: 'retried' });
         return;
       }
       const reason = error instanceof ModelfnError ? message : describeInternal(error);
@@ -207,6 +213,7 @@ export class JobService {
       if (retryable) await this.store.addDeadLetter(job);
     }
     await this.store.put(job);
+    this.metrics?.jobs.inc({ model: job.model, event: job.status });
     this.logger?.info({ jobId: job.id, model: job.model, status: job.status, attempts: job.attempts }, 'job finished');
     if (job.callbackUrl) this.notifyInBackground(job);
   }

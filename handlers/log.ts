@@ -20,7 +20,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const destination = options.destination ?? pino.destination({ sync: !options.buffered, minLength: options.buffered ? 4096 : 0 });
   const logger = pino({ level, base: { service: 'modelfn' } }, destination);
   if (options.buffered && !options.destination) {
-    setInterval(() => logger.flush(), options.flushIntervalMs ?? 250).unref();
+    let flushing = false;
+    setInterval(() => {
+      // A flush still waiting on a slow write must not stack another one (each adds listeners).
+      if (flushing) return;
+      flushing = true;
+      logger.flush(() => (flushing = false));
+    }, options.flushIntervalMs ?? 250).unref();
     process.once('beforeExit', () => logger.flush());
   }
   return logger;

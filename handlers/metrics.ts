@@ -40,6 +40,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly jobs = new Counter({
+    name: 'modelfn_jobs_total',
+    help: 'Asynchronous jobs by model and event (accepted, succeeded, failed, retried).',
+    labelNames: ['model', 'event'] as const,
+    registers: [this.registry],
+  });
+
   // Labelled children cached by key: prom-client hashes the label object on every unlabelled call.
   private readonly requestSeries = new Map<string, { inc(): void; observe(seconds: number): void }>();
   private readonly batchSeries = new Map<string, { rows: { observe(value: number): void }; requests: { observe(value: number): void } }>();

@@ -236,9 +236,12 @@ describe('the job store file layout', () => {
     const now = new Date().toISOString();
     const job = { id: '11111111-1111-1111-1111-111111111111', model: 'm', status: 'queued' as const, createdAt: now, updatedAt: now, attempts: 0, instances: [1] };
     await store.create(job);
-    expect(JSON.parse(readFileSync(path.join(store.dir, 'jobs', `${job.id}.json`), 'utf8'))).toEqual(job);
+    expect(JSON.parse(readFileSync(path.join(store.dir, 'active', `${job.id}.json`), 'utf8'))).toEqual(job);
     expect((await store.listUnfinished()).map((j) => j.id)).toEqual([job.id]);
-    await store.put({ ...job, status: 'succeeded', result: { predictions: [1] } });
+    await store.put({ ...job, status: 'running', attempts: 1 });
+    expect(await store.get(job.id)).toMatchObject({ status: 'running', attempts: 1 });
+    await store.put({ ...job, status: 'succeeded', attempts: 1, result: { predictions: [1] } });
     expect(await store.listUnfinished()).toEqual([]);
+    expect(JSON.parse(readFileSync(path.join(store.dir, 'done', `${job.id}.json`), 'utf8'))).toMatchObject({ status: 'succeeded' });
   });
 });
