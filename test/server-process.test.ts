@@ -51,7 +51,7 @@ describe('npm start: the server as a process', () => {
       anomalyV2: { inputs: [{ name: 'features', shape: [1, 11], datatype: 'FP32', data: featureVector(generateUserDays(1, 2)[0]!) }] },
       vadV1: { instances: [{ samples: [0, 0.1, -0.1, 0.2], sampleRate: 16000 }] },
     };
-    const routes = ['/v1/models/anomaly:predict', '/v2/models/anomaly/infer', '/v1/models/vad:predict', '/v2/models/vad/infer'];
+    const routes = ['/v1/models/anomaly:predict', '/v2/models/anomaly/infer', '/v1/models/vad:predict', '/v2/models/vad/infer', '/v1/models/anomaly/jobs', '/v1/models/vad/jobs'];
     // Bodies: random JSON, valid bodies with one part replaced by random JSON, truncated JSON, and raw bytes.
     const mutate = (body: unknown, path: (string | number)[], value: unknown): unknown => {
       if (path.length === 0 || typeof body !== 'object' || body === null) return value;
