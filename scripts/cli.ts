@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 
 const program = new Command('modelfn').description('Serve ONNX models real-time, async, batch and serverless from one definition.');
 
@@ -21,6 +21,30 @@ program
     if (options.models) process.env.MODELFN_MODELS_DIR = options.models;
     if (options.preload) process.env.MODELFN_PRELOAD = '1';
     await import('../adapters/local/main.ts');
+  });
+
+const positiveInt = (value: string) => {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1) throw new InvalidArgumentError('expected a whole number >= 1');
+  return parsed;
+};
+
+program
+  .command('batch')
+  .description('run a model over a JSONL or CSV file: results to --output, bad records to <output>.errors.jsonl')
+  .argument('<model>', 'model name (a folder under --models)')
+  .requiredOption('-i, --input <file>', 'input file: JSON lines (.jsonl, .ndjson, .json) or CSV with a header row (.csv)')
+  .requiredOption('-o, --output <file>', 'output JSONL file, one {"id","line","prediction"} per record, in input order')
+  .addOption(new Option('--format <format>', 'input format (default: from the extension)').choices(['jsonl', 'csv']))
+  .option('--batch-size <n>', 'records per chunk, one tensor run each', positiveInt, 256)
+  .option('--workers <n>', 'worker threads, each with its own model session (default: the number of cores)', positiveInt)
+  .option('--id-field <name>', 'field holding a record\'s id; records without it are named by line number', 'id')
+  .option('--models <dir>', 'folder of model folders (default: the bundled examples)')
+  .option('--resume', 'continue an interrupted run from <output>.checkpoint.json')
+  .addHelpText('after', '\nExit status: 0 every record succeeded, 2 some records failed (see the errors file), 1 fatal error, 130/143 interrupted (resumable).')
+  .action(async (model: string, options: { input: string; output: string; format?: 'jsonl' | 'csv'; batchSize: number; workers?: number; idField: string; models?: string; resume?: boolean }) => {
+    const { runBatch } = await import('./batch.ts');
+    process.exitCode = await runBatch(model, options);
   });
 
 await program.parseAsync();

@@ -1,9 +1,10 @@
 /** `npm run bench`: every benchmark, each measuring modelfn and its named baseline in the same run. */
+import { benchBatchAnomaly } from './batch-anomaly.ts';
 import { benchCoreOverhead } from './core-overhead.ts';
 import { benchHttpAnomaly } from './http-anomaly.ts';
 import { machineLine } from './support.ts';
 
 console.log(`modelfn benchmarks — ${machineLine()} — ${new Date().toISOString()}`);
-for (const bench of [benchCoreOverhead, benchHttpAnomaly]) {
+for (const bench of [benchCoreOverhead, benchHttpAnomaly, benchBatchAnomaly]) {
   for (const line of await bench()) console.log(line);
 }
