@@ -2,9 +2,10 @@
 import { benchBatchAnomaly } from './batch-anomaly.ts';
 import { benchCoreOverhead } from './core-overhead.ts';
 import { benchHttpAnomaly } from './http-anomaly.ts';
+import { benchJobsAnomaly } from './jobs-anomaly.ts';
 import { machineLine } from './support.ts';
 
 console.log(`modelfn benchmarks — ${machineLine()} — ${new Date().toISOString()}`);
-for (const bench of [benchCoreOverhead, benchHttpAnomaly, benchBatchAnomaly]) {
+for (const bench of [benchCoreOverhead, benchHttpAnomaly, benchJobsAnomaly, benchBatchAnomaly]) {
   for (const line of await bench()) console.log(line);
 }
