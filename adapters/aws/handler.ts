@@ -1,9 +1,7 @@
-import middy from '@middy/core';
-import { configFromEnv, createCore, createLogger, type Core, type CoreHttpRequest } from '../../handlers/index.ts';
-import { Container } from './container.ts';
+import type { Core, CoreHttpRequest } from '../../handlers/index.ts';
+import { container, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
 import { getProcessor, isRecord, MalformedEventError, type AnyEventProcessor, type HttpEvent, type HttpResponse, type HttpResult } from './http/index.ts';
-import { invocation, type Invocation, type InvocationContext } from './invocation.ts';
-import { warmup, type WarmupResult } from './warmup.ts';
+import type { Invocation, InvocationContext } from './invocation.ts';
 
 /**
  * The Lambda entry (`handler` in serverless.yml: `adapters/aws/handler.handler`): real-time HTTP from
@@ -11,20 +9,7 @@ import { warmup, type WarmupResult } from './warmup.ts';
  * It translates events to the core and back; the core does everything else.
  */
 
-// Unbuffered: Lambda may freeze the process as soon as the handler returns, with buffered lines still in it.
-const logger = createLogger();
-
-// Created once per execution environment and kept across invocations: outside the handler, on first use.
-const container = new Container(() => createCore(configFromEnv(), { logger }));
-
-// MODELFN_PRELOAD=1 (provisioned concurrency): create the core and load every model during init, before the
-// first request. A failure here is logged, not thrown — an init error would fail every start — and the first
-// invocation tries again.
-try {
-  if (configFromEnv().preload) await container.get();
-} catch (error) {
-  logger.error({ error: error instanceof Error ? error.message : String(error) }, 'init: creating the core failed; the first invocation will retry');
-}
+await preloadIfAsked();
 
 const NOT_READY = 'not ready: the model server failed to start; the next request retries (details in the function log)';
 
@@ -95,10 +80,7 @@ function describeEvent(event: unknown): string {
   return `keys [${shown.join(',')}${keys.length > shown.length ? `,… ${keys.length - shown.length} more` : ''}]`;
 }
 
-export const handler = middy<unknown, HttpResult | WarmupResult, Error, InvocationContext>()
-  .use(warmup({ container, logger }))
-  .use(invocation({ container, logger }))
-  .handler(serveHttp);
+export const handler = lambdaHandler<unknown, HttpResult>(serveHttp);
 
 /** The core if this environment has created it (tests: to check what a warm-up did not load). */
 export function coreForTests(): Core | undefined {
