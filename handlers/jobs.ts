@@ -350,8 +350,14 @@ export class JobService {
           for (const job of group) results.set(job, { error });
           return;
         }
+        // Instances the schema refuses fail their own job here, cheaply, instead of failing a joint run.
+        const valid = group.filter((job) => {
+          const problem = firstInstanceError(service, job.instances!);
+          if (problem) results.set(job, { error: new InputError(problem) });
+          return !problem;
+        });
         const { batching } = service.definition;
-        for (const run of packRuns(group, batching ? batching.maxBatchSize : Infinity)) await this.predictRun(service, run, results, report);
+        for (const run of packRuns(valid, batching ? batching.maxBatchSize : Infinity)) await this.predictRun(service, run, results, report);
       }),
     );
     return results;
@@ -500,6 +506,14 @@ export class JobService {
   deleteExpired(): Promise<number> {
     return this.store.deleteExpired(new Date());
   }
+}
+
+function firstInstanceError(service: ModelService, instances: unknown[]): string | undefined {
+  for (let index = 0; index < instances.length; index++) {
+    const problem = service.instanceError(instances[index], `instances[${index}]`);
+    if (problem) return problem;
+  }
+  return undefined;
 }
 
 /** Whole jobs in order, into runs of at most maxRows rows (a job larger than that runs alone, as a direct predict would). */
