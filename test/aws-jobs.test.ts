@@ -54,7 +54,8 @@ beforeAll(async () => {
     MODELFN_JOBS_BUCKET: BUCKET,
     MODELFN_JOBS_MAX_RECEIVES: String(MAX_RECEIVES),
     MODELFN_WEBHOOK_SECRET: SECRET,
-    MODELFN_WEBHOOK_RETRY_BASE_MS: '20',
+    // First webhook retry after 1–2 s: a delay SQS must hold (DelaySeconds 1 or 2), short enough for a test.
+    MODELFN_WEBHOOK_RETRY_BASE_MS: '2000',
   });
   delete process.env.MODELFN_PRELOAD;
   s3 = new S3Client({ forcePathStyle: true });
@@ -301,7 +302,7 @@ describe('async jobs through API Gateway, SQS and S3', () => {
       expect(await storedJob(id)).toMatchObject({ status: 'succeeded', webhook: { delivered: false, attempts: 1, lastError: 'HTTP 503' } });
       // The retry is a delayed message for the finished job, without its input.
       expect(await receive(sqs, queue.url)).toEqual([]);
-      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await new Promise((resolve) => setTimeout(resolve, 2100));
       const { messages, response } = await poll();
       expect(messages.map((message) => JSON.parse(message.Body!))).toEqual([{ jobId: id, model: 'anomaly' }]);
       expect(response).toEqual({ batchItemFailures: [] });
