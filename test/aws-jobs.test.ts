@@ -323,6 +323,28 @@ describe('async jobs through API Gateway, SQS and S3', () => {
   });
 });
 
+describe('SQS unavailable at submit', () => {
+  it('the job is stored failed (never left "queued" with no message) and the caller gets 503', async () => {
+    const { JsonObjects, S3JobStore, SqsJobQueue } = await import('../adapters/aws/jobs/index.ts');
+    const { createCore } = await import('../handlers/index.ts');
+    const objects = new JsonObjects(s3, BUCKET);
+    const missingQueue = queue.url.replace(/modelfn-jobs$/, 'no-such-queue');
+    const broken = await createCore({ preload: false }, { jobs: { store: new S3JobStore(objects), queue: new SqsJobQueue(sqs, missingQueue, objects) } });
+    const keys = async () => new Set(((await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'jobs/' }))).Contents ?? []).map((object) => object.Key!));
+    const before = await keys();
+    try {
+      const response = await broken.http.handle({ method: 'POST', url: '/v1/models/anomaly/jobs', headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ instances: instancesOf(1, 15) })) });
+      expect([response.status, JSON.parse(response.body as string)]).toEqual([503, { error: 'the job queue is unavailable; submit the job again (with a new Idempotency-Key if you sent one)' }]);
+      const added = [...(await keys())].filter((key) => !before.has(key));
+      expect(added).toHaveLength(1);
+      const stored = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: added[0]! }))).Body!.transformToString()) as Job;
+      expect(stored).toMatchObject({ status: 'failed', error: 'the job could not be queued', attempts: 0 });
+    } finally {
+      await broken.repository.dispose();
+    }
+  });
+});
+
 describe('malformed events to the SQS entry', () => {
   it.each<[string, unknown, RegExp]>([
     ['an empty object', {}, /^unsupported event: expected an SQS event \{"Records": \[\.\.\.\]\}, got keys \[\]$/],
