@@ -8,10 +8,10 @@
  * Not real here: no Lambda runtime or event source mapping — test/support/sqs-events.ts receives, invokes,
  * deletes the records that did not fail and makes the failed ones visible again at once (Lambda would wait
  * out the visibility timeout). fauxqs 1.9.2 does not enforce `If-None-Match` on PutObject (its putObject
- * ignores the header), so the race between two submits with one Idempotency-Key is not exercised here; the
- * sequential replay is.
+ * ignores the header): for the race between submits with one Idempotency-Key, a client middleware answers
+ * the conditional PUT of an existing key with S3's documented 412, as S3 would; everything else there is real.
  */
-import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, PurgeQueueCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import http from 'node:http';
@@ -341,6 +341,50 @@ describe('SQS unavailable at submit', () => {
       expect(stored).toMatchObject({ status: 'failed', error: 'the job could not be queued', attempts: 0 });
     } finally {
       await broken.repository.dispose();
+    }
+  });
+});
+
+describe('Idempotency-Key under concurrency', () => {
+  it('concurrent submits with one key make one job and one message (S3 conditional write; its 412 emulated, fauxqs ignores If-None-Match)', async () => {
+    const { JsonObjects, S3JobStore, SqsJobQueue } = await import('../adapters/aws/jobs/index.ts');
+    const { createCore } = await import('../handlers/index.ts');
+    // fauxqs stores whatever is PUT; S3 refuses a PutObject with `If-None-Match: *` on an existing key with
+    // 412 PreconditionFailed, atomically. This client does that in front of fauxqs (one conditional PUT at a
+    // time, checked against fauxqs's real object) — the only emulated part of this test.
+    const conditional = new S3Client({ forcePathStyle: true });
+    let lock: Promise<unknown> = Promise.resolve();
+    const conditionalPuts: string[] = [];
+    conditional.middlewareStack.add(
+      (next, context) => async (args) => {
+        const { Key, IfNoneMatch } = (args.input ?? {}) as { Key?: string; IfNoneMatch?: string };
+        if (context.commandName !== 'PutObjectCommand' || IfNoneMatch !== '*') return next(args);
+        conditionalPuts.push(Key!);
+        const turn = lock.then(async () => {
+          const exists = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key })).then(() => true, () => false);
+          if (exists) throw new S3ServiceException({ name: 'PreconditionFailed', $fault: 'client', $metadata: { httpStatusCode: 412 }, message: 'At least one of the pre-conditions you specified did not hold' });
+          return next(args);
+        });
+        lock = turn.catch(() => undefined);
+        return turn;
+      },
+      { step: 'initialize', name: 'emulateConditionalWrite' },
+    );
+    const objects = new JsonObjects(conditional, BUCKET);
+    const racing = await createCore({ preload: false }, { jobs: { store: new S3JobStore(objects), queue: new SqsJobQueue(sqs, queue.url, objects) } });
+    try {
+      await sqs.send(new PurgeQueueCommand({ QueueUrl: queue.url }));
+      const body = { instances: instancesOf(1, 16) };
+      const results = await Promise.all(Array.from({ length: 6 }, () => racing.jobs!.submit('anomaly', body, 'race-1')));
+      expect(new Set(results.map((result) => result.job.id)).size).toBe(1);
+      expect(results.filter((result) => result.created)).toHaveLength(1);
+      expect(conditionalPuts.length).toBeGreaterThan(1); // the race reached the conditional write
+      const messages = await receive(sqs, queue.url);
+      expect(messages.map((message) => JSON.parse(message.Body!).jobId)).toEqual([results[0]!.job.id]);
+    } finally {
+      await racing.repository.dispose();
+      conditional.destroy();
+      await sqs.send(new PurgeQueueCommand({ QueueUrl: queue.url }));
     }
   });
 });
