@@ -21,13 +21,12 @@ let jobPortsLoading: Promise<JobPorts> | undefined;
  * and the AWS SDK load then, not at init, so a cold start that serves a prediction never pays for them.
  */
 export function awsJobPorts(): Promise<JobPorts> {
-  jobPortsLoading ??= import('./jobs/index.ts').then(
-    (jobs) => jobs.jobPorts(),
-    (error: unknown) => {
-      jobPortsLoading = undefined;
+  jobPortsLoading ??= import('./jobs/index.ts')
+    .then((jobs) => jobs.jobPorts())
+    .catch((error: unknown) => {
+      jobPortsLoading = undefined; // the next call tries again
       throw error;
-    },
-  );
+    });
   return jobPortsLoading;
 }
 
