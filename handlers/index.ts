@@ -14,7 +14,7 @@ export { ModelService, type StageTimings } from './model-service.ts';
 export { processChunk, recordFromJsonLine, recordFromCsvRow, csvCell, type BatchRecord, type BatchRecordError, type BatchRecordResult, type ChunkOptions, type ChunkResult, type RecordId } from './batch.ts';
 export { Metrics } from './metrics.ts';
 export { createLogger, type Logger } from './log.ts';
-export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type Job, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView } from './jobs.ts';
+export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type DeliveryOutcome, type Job, type JobDelivery, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView, type RunJobsReport } from './jobs.ts';
 export { signWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook.ts';
 
 /** Settings every adapter reads the same way, from the environment. */

@@ -3,6 +3,7 @@ import { describeError, InputError, ModelfnError, NotFoundError, UnavailableErro
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { ModelRepository } from './model-repository.ts';
+import type { ModelService } from './model-service.ts';
 import { deliverWebhook } from './webhook.ts';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
@@ -20,7 +21,12 @@ export interface Job {
   attempts: number;
   /** When a retried job may run again. */
   notBefore?: string;
-  instances: unknown[];
+  /**
+   * The input. Stores whose queue carries no payload keep it (the local file store); a store whose queue
+   * carries it in the message or a claim-check object leaves it out (the S3 store), and the worker hands it
+   * to `runJobs` with the delivery.
+   */
+  instances?: unknown[];
   result?: { predictions: unknown[] };
   error?: string;
   callbackUrl?: string;
@@ -46,9 +52,40 @@ export interface JobStore {
   deleteExpired(now: Date): Promise<number>;
 }
 
-/** Port: how job ids reach a worker. The local queue is in memory (the store makes it durable); clouds bring SQS, Pub/Sub, Queue Storage. */
+/**
+ * Port: how jobs reach a worker. It is given the whole job, so a queue that can carry the input does (SQS
+ * inline, or through a claim-check object when the message would be too large); the local queue is in memory
+ * and takes only the id (the store makes it durable). Clouds bring SQS, Pub/Sub, Queue Storage.
+ * A finished job is sent only when its webhook is owed: then no input is needed.
+ */
 export interface JobQueue {
-  send(message: { jobId: string; model: string }, delayMs?: number): Promise<void>;
+  send(job: Job, delayMs?: number): Promise<void>;
+}
+
+/** One message's worth of work for `runJobs`. */
+export interface JobDelivery {
+  jobId: string;
+  /** The input, when the message brought it; otherwise the stored job's. */
+  instances?: unknown[];
+}
+
+/**
+ * What became of one delivery. `not-found` (no such job) and `error` (the store or queue failed, or the input
+ * was missing) are the adapter's to report: they should be delivered again. The rest are done with.
+ */
+export type DeliveryOutcome =
+  | { jobId: string; outcome: 'succeeded' | 'failed' | 'retry-scheduled'; job: JobView }
+  | { jobId: string; outcome: 'already-finished' | 'duplicate' }
+  | { jobId: string; outcome: 'not-found' }
+  | { jobId: string; outcome: 'error'; error: unknown };
+
+export interface RunJobsReport {
+  /** One per delivery, in delivery order. */
+  outcomes: DeliveryOutcome[];
+  /** `predict` calls made: one per model (per maxBatchSize rows) when nothing fell back to per-job runs. */
+  predictCalls: number;
+  /** The models this call loaded (cold), with their load time. */
+  loads: { model: string; loadMs: number }[];
 }
 
 export interface JobSettings {
@@ -106,10 +143,17 @@ function checkCallbackUrl(value: unknown): string | undefined {
   return url.href;
 }
 
+/** What running a job's input gave: its predictions, or why not. */
+type RunResult = { predictions: unknown[] } | { error: unknown };
+
+/** Webhooks after a run: retried in this process in the background (a long-lived worker), or one attempt awaited with retries sent through the queue (a function that may be frozen once it returns). */
+type WebhookMode = 'background' | 'awaited';
+
 /**
  * Asynchronous jobs, provider-neutral: accept (validate, persist, enqueue), run with retries, record the
- * outcome once, then tell the caller's webhook. Adapters bring the store and the queue and call `runJob`
- * for each message they receive (the local worker loop, an SQS handler, a Pub/Sub push).
+ * outcome once, then tell the caller's webhook. Adapters bring the store and the queue. A long-lived worker
+ * calls `runJob` for each message (the local queue); a serverless trigger calls `runJobs` with its whole
+ * batch (an SQS batch, a Pub/Sub push), which runs the jobs of one model as one tensor run.
  */
 export class JobService {
   readonly settings: JobSettings;
@@ -153,7 +197,14 @@ export class JobService {
     };
     const stored = await this.store.create(job, idempotencyKey);
     if (stored.created) {
-      await this.queue.send({ jobId: job.id, model: job.model });
+      try {
+        await this.queue.send(job);
+      } catch (error) {
+        // Stored but never queued, nothing would run it: record that rather than leave it "queued" for ever.
+        this.logger?.error({ jobId: job.id, model: job.model, err: error }, 'job stored but not queued');
+        await this.failUnqueued(job);
+        throw new UnavailableError('the job queue is unavailable; submit the job again (with a new Idempotency-Key if you sent one)');
+      }
       this.metrics?.jobs.inc({ model: job.model, event: 'accepted' });
     }
     return stored;
@@ -171,28 +222,177 @@ export class JobService {
 
   /**
    * Run one delivery of a job id. Safe to call twice for the same id (a redelivered message): a finished
-   * job is left alone. Bad input fails at once; other errors retry with backoff up to maxAttempts.
+   * job is left alone. Bad input fails at once; other errors retry with backoff up to maxAttempts. Throws
+   * when the store or the queue fails; webhooks go on in the background.
    */
   async runJob(jobId: string): Promise<void> {
-    const job = await this.store.get(jobId);
-    if (!job) return;
-    if (job.status === 'succeeded' || job.status === 'failed') {
-      if (job.callbackUrl && !job.webhook?.delivered) this.notifyInBackground(job);
-      return;
-    }
-    const now = new Date();
-    job.status = 'running';
-    job.attempts += 1;
-    job.startedAt = now.toISOString();
-    job.updatedAt = job.startedAt;
-    delete job.notBefore;
-    await this.store.put(job);
+    const [delivered] = (await this.run([{ jobId }], 'background')).outcomes;
+    if (delivered?.outcome === 'error') throw delivered.error;
+  }
 
+  /**
+   * Run a batch of deliveries together (a serverless trigger's batch): the jobs of one model go through ONE
+   * `predict` over their concatenated instances (split at the model's maxBatchSize rows, never inside a job),
+   * and the predictions are split back per job. When a joint run fails on input, each job runs alone, so a
+   * poison job fails with its own reason and the others succeed. Redelivery is idempotent: finished jobs are
+   * skipped (an owed webhook is still sent). Failures follow `runJob`'s rules (bad input fails at once;
+   * others retry through the queue with backoff up to maxAttempts, then dead-letter).
+   *
+   * Returns only when all it started is done, webhooks included (one attempt each; further attempts are sent
+   * through the queue with their backoff as the delay), so a function may be frozen right after. Never
+   * throws for one delivery: the outcomes say which failed outside the model and should be delivered again.
+   */
+  runJobs(deliveries: readonly JobDelivery[]): Promise<RunJobsReport> {
+    return this.run(deliveries, 'awaited');
+  }
+
+  /**
+   * Give up on a delivery that kept failing outside the model (its last receive before the queue's own
+   * dead-letter queue takes it): the job is marked failed with the reason and listed as a dead letter, so its
+   * status never stays queued or running. Does nothing to an unknown or finished job; true when it marked one.
+   */
+  async abandon(jobId: string, reason: string): Promise<boolean> {
+    const job = await this.store.get(jobId);
+    if (!job || job.status === 'succeeded' || job.status === 'failed') return false;
+    this.finish(job, 'failed', { error: reason });
+    await this.store.addDeadLetter(job);
+    await this.store.put(job);
+    this.metrics?.jobs.inc({ model: job.model, event: 'failed' });
+    this.logger?.error({ jobId: job.id, model: job.model, attempts: job.attempts, reason }, 'job abandoned');
+    if (job.callbackUrl) await this.notifyOnce(job);
+    return true;
+  }
+
+  private async run(deliveries: readonly JobDelivery[], webhooks: WebhookMode): Promise<RunJobsReport> {
+    const outcomes: DeliveryOutcome[] = new Array(deliveries.length);
+    const report: RunJobsReport = { outcomes, predictCalls: 0, loads: [] };
+    const owedWebhooks: Promise<void>[] = [];
+
+    // Every job read at once: one store round trip of latency for the batch, not one per message.
+    const loaded = await Promise.allSettled(deliveries.map((delivery) => this.store.get(delivery.jobId)));
+    const claimed: { index: number; job: Job }[] = [];
+    const seen = new Set<string>();
+    deliveries.forEach(({ jobId, instances }, index) => {
+      const read = loaded[index]!;
+      if (seen.has(jobId)) outcomes[index] = { jobId, outcome: 'duplicate' };
+      else if (read.status === 'rejected') outcomes[index] = { jobId, outcome: 'error', error: read.reason };
+      else if (!read.value) outcomes[index] = { jobId, outcome: 'not-found' };
+      else if (read.value.status === 'succeeded' || read.value.status === 'failed') {
+        outcomes[index] = { jobId, outcome: 'already-finished' };
+        if (!isSettled(read.value)) owedWebhooks.push(this.webhook(read.value, webhooks));
+      } else {
+        const job = read.value;
+        const input = instances ?? job.instances;
+        if (!Array.isArray(input) || input.length === 0) {
+          outcomes[index] = { jobId, outcome: 'error', error: new Error(`job ${jobId}: its input is neither in the message nor in the store`) };
+        } else {
+          job.instances = input; // kept on the job in memory: a retry sends it again
+          claimed.push({ index, job });
+        }
+      }
+      seen.add(jobId);
+    });
+
+    const startedAt = new Date().toISOString();
+    const marked = await Promise.allSettled(
+      claimed.map(({ job }) => {
+        job.status = 'running';
+        job.attempts += 1;
+        job.startedAt = startedAt;
+        job.updatedAt = startedAt;
+        delete job.notBefore;
+        return this.store.put(job);
+      }),
+    );
+    const running = claimed.filter(({ index, job }, k) => {
+      const mark = marked[k]!;
+      if (mark.status === 'fulfilled') return true;
+      outcomes[index] = { jobId: job.id, outcome: 'error', error: mark.reason };
+      return false;
+    });
+
+    const results = await this.predictJobs(
+      running.map(({ job }) => job),
+      report,
+    );
+    await Promise.all(
+      running.map(async ({ index, job }) => {
+        try {
+          outcomes[index] = await this.settle(job, results.get(job)!, webhooks);
+        } catch (error) {
+          outcomes[index] = { jobId: job.id, outcome: 'error', error };
+        }
+      }),
+    );
+    const webhookResults = await Promise.allSettled(owedWebhooks);
+    // An owed webhook whose bookkeeping failed: deliver the message again, the next try sends it.
+    webhookResults.forEach((result) => {
+      if (result.status === 'rejected') this.logger?.error({ err: result.reason }, 'webhook bookkeeping failed');
+    });
+    return report;
+  }
+
+  /** Group by model, pack whole jobs into runs of at most maxBatchSize rows, predict each run once. */
+  private async predictJobs(jobs: Job[], report: RunJobsReport): Promise<Map<Job, RunResult>> {
+    const results = new Map<Job, RunResult>();
+    const byModel = new Map<string, Job[]>();
+    for (const job of jobs) {
+      const group = byModel.get(job.model);
+      if (group) group.push(job);
+      else byModel.set(job.model, [job]);
+    }
+    await Promise.all(
+      [...byModel].map(async ([model, group]) => {
+        let service: ModelService;
+        try {
+          service = this.repository.get(model);
+        } catch (error) {
+          for (const job of group) results.set(job, { error });
+          return;
+        }
+        // Instances the schema refuses fail their own job here, cheaply, instead of failing a joint run.
+        const valid = group.filter((job) => {
+          const problem = firstInstanceError(service, job.instances!);
+          if (problem) results.set(job, { error: new InputError(problem) });
+          return !problem;
+        });
+        const { batching } = service.definition;
+        for (const run of packRuns(valid, batching ? batching.maxBatchSize : Infinity)) await this.predictRun(service, run, results, report);
+      }),
+    );
+    return results;
+  }
+
+  private async predictRun(service: ModelService, run: Job[], results: Map<Job, RunResult>, report: RunJobsReport): Promise<void> {
+    const instances = run.length === 1 ? run[0]!.instances! : run.flatMap((job) => job.instances!);
     try {
-      const service = this.repository.get(job.model);
-      const { predictions } = await service.predict(job.instances);
-      this.finish(job, 'succeeded', { result: { predictions } });
+      report.predictCalls++;
+      const { predictions, timings } = await service.predict(instances);
+      if (timings.cold) report.loads.push({ model: service.name, loadMs: timings.loadMs });
+      let offset = 0;
+      for (const job of run) {
+        const rows = job.instances!.length;
+        results.set(job, { predictions: run.length === 1 ? predictions : predictions.slice(offset, offset + rows) });
+        offset += rows;
+      }
     } catch (error) {
+      // Not ready or overloaded is the model's state, not a job's input: every job takes it (and retries).
+      if (run.length === 1 || error instanceof UnavailableError) {
+        for (const job of run) results.set(job, { error });
+        return;
+      }
+      // One job's input must not fail the others it was stacked with: run each alone, for its own reason.
+      this.logger?.warn({ model: service.name, jobs: run.length, err: error }, 'joint run failed; running its jobs one by one');
+      for (const job of run) await this.predictRun(service, [job], results, report);
+    }
+  }
+
+  /** Record a run's outcome: finished, or queued again with backoff; then the webhook. */
+  private async settle(job: Job, result: RunResult, webhooks: WebhookMode): Promise<DeliveryOutcome> {
+    if ('predictions' in result) {
+      this.finish(job, 'succeeded', { result: { predictions: result.predictions } });
+    } else {
+      const { error } = result;
       const { message } = describeError(error);
       const retryable = !(error instanceof ModelfnError) || error instanceof UnavailableError;
       if (retryable && job.attempts < this.settings.maxAttempts) {
@@ -203,9 +403,9 @@ export class JobService {
         job.updatedAt = new Date().toISOString();
         await this.store.put(job);
         this.logger?.warn({ jobId: job.id, model: job.model, attempt: job.attempts, retryInMs: delay, err: error }, 'job attempt failed');
-        await this.queue.send({ jobId: job.id, model: job.model }, delay);
+        await this.queue.send(job, delay);
         this.metrics?.jobs.inc({ model: job.model, event: 'retried' });
-        return;
+        return { jobId: job.id, outcome: 'retry-scheduled', job: viewOf(job) };
       }
       const reason = error instanceof ModelfnError ? message : describeInternal(error);
       if (retryable) this.logger?.error({ jobId: job.id, model: job.model, attempts: job.attempts, err: error }, 'job gave up');
@@ -215,7 +415,20 @@ export class JobService {
     await this.store.put(job);
     this.metrics?.jobs.inc({ model: job.model, event: job.status });
     this.logger?.info({ jobId: job.id, model: job.model, status: job.status, attempts: job.attempts }, 'job finished');
-    if (job.callbackUrl) this.notifyInBackground(job);
+    if (job.callbackUrl) await this.webhook(job, webhooks);
+    return { jobId: job.id, outcome: job.status as 'succeeded' | 'failed', job: viewOf(job) };
+  }
+
+  private async webhook(job: Job, mode: WebhookMode): Promise<void> {
+    if (mode === 'awaited') await this.notifyOnce(job);
+    else this.notifyInBackground(job);
+  }
+
+  /** A job stored but not queued: failed, its webhook not sent (the caller was told the submit failed). */
+  private async failUnqueued(job: Job): Promise<void> {
+    this.finish(job, 'failed', { error: 'the job could not be queued' });
+    if (job.webhook) job.webhook = { delivered: false, attempts: 0, givenUp: true, lastError: 'not sent: the job was never queued' };
+    await this.store.put(job).catch((error: unknown) => this.logger?.error({ jobId: job.id, err: error }, 'recording an unqueued job failed'));
   }
 
   /** Webhook retries wait minutes; they must not hold a worker slot. Their state is in the job, so a restart resumes them. */
@@ -245,27 +458,39 @@ export class JobService {
   /** POST the finished job to its callbackUrl, retrying with backoff; the job's own status never depends on it. */
   async notify(job: Job): Promise<void> {
     const webhook = (job.webhook ??= { delivered: false, attempts: 0 });
-    const body = JSON.stringify(viewOf(job));
     while (!webhook.delivered && webhook.attempts < this.settings.webhookMaxAttempts) {
       const wait = webhook.notBefore ? Date.parse(webhook.notBefore) - Date.now() : 0;
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      webhook.attempts += 1;
-      const delivery = await deliverWebhook(job.callbackUrl!, body, this.settings.webhookSecret);
-      webhook.delivered = delivery.ok;
-      if (delivery.ok) {
-        delete webhook.lastError;
-        delete webhook.notBefore;
-      } else {
-        webhook.lastError = delivery.detail;
-        webhook.notBefore = new Date(Date.now() + backoffMs(webhook.attempts, this.settings.webhookRetryBaseMs, 10 * 60_000)).toISOString();
-        this.logger?.warn({ jobId: job.id, attempt: webhook.attempts, error: delivery.detail }, 'webhook delivery failed');
-        if (webhook.attempts >= this.settings.webhookMaxAttempts) {
-          webhook.givenUp = true;
-          delete webhook.notBefore;
-        }
-      }
-      await this.store.put(job);
+      await this.attemptWebhook(job);
     }
+  }
+
+  /** One webhook attempt now; when it fails and attempts remain, the next goes through the queue, delayed by its backoff. */
+  private async notifyOnce(job: Job): Promise<void> {
+    const webhook = (job.webhook ??= { delivered: false, attempts: 0 });
+    if (webhook.delivered || webhook.givenUp) return;
+    await this.attemptWebhook(job);
+    if (!webhook.delivered && !webhook.givenUp) await this.queue.send(job, Math.max(0, Date.parse(webhook.notBefore!) - Date.now()));
+  }
+
+  private async attemptWebhook(job: Job): Promise<void> {
+    const webhook = job.webhook!;
+    webhook.attempts += 1;
+    const delivery = await deliverWebhook(job.callbackUrl!, JSON.stringify(viewOf(job)), this.settings.webhookSecret);
+    webhook.delivered = delivery.ok;
+    if (delivery.ok) {
+      delete webhook.lastError;
+      delete webhook.notBefore;
+    } else {
+      webhook.lastError = delivery.detail;
+      webhook.notBefore = new Date(Date.now() + backoffMs(webhook.attempts, this.settings.webhookRetryBaseMs, 10 * 60_000)).toISOString();
+      this.logger?.warn({ jobId: job.id, attempt: webhook.attempts, error: delivery.detail }, 'webhook delivery failed');
+      if (webhook.attempts >= this.settings.webhookMaxAttempts) {
+        webhook.givenUp = true;
+        delete webhook.notBefore;
+      }
+    }
+    await this.store.put(job);
   }
 
   /** Jobs a previous process left unfinished go back on the queue, waiting out any backoff they had. */
@@ -273,7 +498,7 @@ export class JobService {
     const unfinished = await this.store.listUnfinished();
     for (const job of unfinished) {
       const delay = job.notBefore ? Math.max(0, Date.parse(job.notBefore) - Date.now()) : 0;
-      await this.queue.send({ jobId: job.id, model: job.model }, delay);
+      await this.queue.send(job, delay);
     }
     return unfinished.length;
   }
@@ -281,6 +506,33 @@ export class JobService {
   deleteExpired(): Promise<number> {
     return this.store.deleteExpired(new Date());
   }
+}
+
+function firstInstanceError(service: ModelService, instances: unknown[]): string | undefined {
+  for (let index = 0; index < instances.length; index++) {
+    const problem = service.instanceError(instances[index], `instances[${index}]`);
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
+/** Whole jobs in order, into runs of at most maxRows rows (a job larger than that runs alone, as a direct predict would). */
+function packRuns(jobs: Job[], maxRows: number): Job[][] {
+  const runs: Job[][] = [];
+  let current: Job[] = [];
+  let rows = 0;
+  for (const job of jobs) {
+    const size = job.instances!.length;
+    if (current.length > 0 && rows + size > maxRows) {
+      runs.push(current);
+      current = [];
+      rows = 0;
+    }
+    current.push(job);
+    rows += size;
+  }
+  if (current.length > 0) runs.push(current);
+  return runs;
 }
 
 /** Our own faults get a generic reason in the job (as HTTP 500s do); the log has the detail. */

@@ -1,6 +1,7 @@
 import middy, { type MiddlewareObj } from '@middy/core';
 import { configFromEnv, createCore, createLogger, type Core, type JobQueue, type JobStore } from '../../handlers/index.ts';
 import { Container } from './container.ts';
+import type { JobPorts } from './jobs/index.ts';
 import { invocation, type InvocationContext } from './invocation.ts';
 import { warmup, type WarmupResult } from './warmup.ts';
 
@@ -13,15 +14,44 @@ import { warmup, type WarmupResult } from './warmup.ts';
 // Unbuffered: Lambda may freeze the process as soon as the handler returns, with buffered lines still in it.
 export const logger = createLogger();
 
-/** The job ports for this environment, when the function is configured for async jobs; set by the jobs module. */
-let jobPorts: (() => { store: JobStore; queue: JobQueue } | undefined) | undefined;
+let jobPortsLoading: Promise<JobPorts> | undefined;
 
-export function provideJobPorts(factory: () => { store: JobStore; queue: JobQueue } | undefined): void {
-  jobPorts = factory;
+/**
+ * The S3 job store and SQS queue (adapters/aws/jobs/), created once per environment on first use: the module
+ * and the AWS SDK load then, not at init, so a cold start that serves a prediction never pays for them.
+ */
+export function awsJobPorts(): Promise<JobPorts> {
+  jobPortsLoading ??= import('./jobs/index.ts')
+    .then((jobs) => jobs.jobPorts())
+    .catch((error: unknown) => {
+      jobPortsLoading = undefined; // the next call tries again
+      throw error;
+    });
+  return jobPortsLoading;
+}
+
+/** Async jobs for every entry of a function configured with a jobs bucket (MODELFN_JOBS_BUCKET), else none. */
+function jobPortsFromEnv(env: NodeJS.ProcessEnv = process.env): { store: JobStore; queue: JobQueue } | undefined {
+  if (!env.MODELFN_JOBS_BUCKET) return undefined;
+  // A half-configured function fails at core creation (503 "not ready", details in the log), not at the first job.
+  if (!env.MODELFN_JOBS_QUEUE_URL) throw new Error('MODELFN_JOBS_QUEUE_URL must be set with MODELFN_JOBS_BUCKET');
+  const store = async () => (await awsJobPorts()).store;
+  return {
+    store: {
+      create: async (job, key) => (await store()).create(job, key),
+      get: async (id) => (await store()).get(id),
+      put: async (job) => (await store()).put(job),
+      listUnfinished: async () => (await store()).listUnfinished(),
+      addDeadLetter: async (job) => (await store()).addDeadLetter(job),
+      listDeadLetters: async () => (await store()).listDeadLetters(),
+      deleteExpired: async (now) => (await store()).deleteExpired(now),
+    },
+    queue: { send: async (job, delayMs) => (await awsJobPorts()).queue.send(job, delayMs) },
+  };
 }
 
 // Created once per execution environment and kept across invocations: outside the handler, on first use.
-export const container = new Container(() => createCore(configFromEnv(), { logger, jobs: jobPorts?.() }));
+export const container = new Container(async () => createCore(configFromEnv(), { logger, jobs: jobPortsFromEnv() }));
 
 export function lambdaHandler<TEvent, TResult>(handle: (event: TEvent, context: InvocationContext) => Promise<TResult>) {
   type Middleware = MiddlewareObj<TEvent, TResult | WarmupResult, Error, InvocationContext>;
@@ -41,7 +71,7 @@ export async function coreFor(context: InvocationContext): Promise<Core> {
 /**
  * MODELFN_PRELOAD=1 (provisioned concurrency): create the core and load every model during init, before the
  * first request. A failure here is logged, not thrown — an init error would fail every start — and the first
- * invocation tries again. Entries call it with top-level await after registering their ports.
+ * invocation tries again. Entries call it with top-level await.
  */
 export async function preloadIfAsked(): Promise<void> {
   try {

@@ -1,4 +1,4 @@
-import type { JobQueue, JobService } from '../../handlers/jobs.ts';
+import type { Job, JobQueue, JobService } from '../../handlers/jobs.ts';
 import type { Logger } from '../../handlers/log.ts';
 
 /**
@@ -26,15 +26,16 @@ export class LocalJobQueue implements JobQueue {
     this.pump();
   }
 
-  async send(message: { jobId: string }, delayMs = 0): Promise<void> {
+  /** Only the id travels: the job and its input are in the store already. */
+  async send(job: Pick<Job, 'id'>, delayMs = 0): Promise<void> {
     if (delayMs <= 0) {
-      this.ready.push(message.jobId);
+      this.ready.push(job.id);
       this.pump();
       return;
     }
     const timer = setTimeout(() => {
       this.delayed.delete(timer);
-      this.ready.push(message.jobId);
+      this.ready.push(job.id);
       this.pump();
     }, delayMs);
     timer.unref();

@@ -1,0 +1,26 @@
+import type { JobQueue, JobStore } from '../../../handlers/index.ts';
+import { s3Client, sqsClient } from '../clients.ts';
+import { S3JobStore } from './s3-job-store.ts';
+import { JsonObjects } from './s3-objects.ts';
+import { SqsJobQueue } from './sqs-job-queue.ts';
+
+export { S3JobStore, jobKey } from './s3-job-store.ts';
+export { JsonObjects, isNotFound } from './s3-objects.ts';
+export { SqsJobQueue, inputKey, SQS_INLINE_MAX_BYTES, SQS_MAX_DELAY_SECONDS, type JobMessage } from './sqs-job-queue.ts';
+export { decodeRecord, sqsRecordsOf, MalformedSqsEventError, RecordError, type DecodedRecord } from './sqs-records.ts';
+
+export interface JobPorts {
+  store: JobStore;
+  queue: JobQueue;
+  objects: JsonObjects;
+}
+
+/** The S3 store and SQS queue for the jobs bucket and queue the environment names. */
+export function jobPorts(env: NodeJS.ProcessEnv = process.env): JobPorts {
+  const bucket = env.MODELFN_JOBS_BUCKET;
+  const queueUrl = env.MODELFN_JOBS_QUEUE_URL;
+  if (!bucket) throw new Error('MODELFN_JOBS_BUCKET is not set');
+  if (!queueUrl) throw new Error('MODELFN_JOBS_QUEUE_URL must be set with MODELFN_JOBS_BUCKET');
+  const objects = new JsonObjects(s3Client(), bucket);
+  return { store: new S3JobStore(objects), queue: new SqsJobQueue(sqsClient(), queueUrl, objects), objects };
+}
