@@ -17,7 +17,8 @@ async function waitForAll(server: ServerProcess, ids: string[], timeoutMs = 30_0
 
 describe('kill -9 loses no accepted job', () => {
   it('jobs running or queued when the process is killed all complete after a restart', async () => {
-    // 150 ms per job, 4 at a time: most of the 30 jobs are queued or running at the kill.
+    // 300 ms per job, 4 at a time, submitted at once: most of the 30 jobs are queued or running at the kill
+    // (a slower machine only leaves more of them unfinished).
     const models = writeModelRepository(
       [
         {
@@ -26,7 +27,7 @@ describe('kill -9 loses no accepted job', () => {
           source: `export default {
   name: 'slow', version: '1', file: 'model.onnx', batching: false,
   async predict(instances) {
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await new Promise((resolve) => setTimeout(resolve, 300));
     return instances.map((instance) => ({ doubled: instance.n * 2 }));
   },
 };
@@ -37,12 +38,13 @@ describe('kill -9 loses no accepted job', () => {
     );
     const env = { MODELFN_MODELS_DIR: models, MODELFN_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'modelfn-data-')), MODELFN_JOB_CONCURRENCY: '4' };
     const first = await startServerProcess(env);
-    const ids: string[] = [];
-    for (let n = 0; n < 30; n++) {
-      const response = await fetch(`${first.url}/v1/models/slow/jobs`, { method: 'POST', body: JSON.stringify({ instances: [{ n }] }) });
-      expect(response.status).toBe(202);
-      ids.push(((await response.json()) as { id: string }).id);
-    }
+    const ids = await Promise.all(
+      Array.from({ length: 30 }, async (_, n) => {
+        const response = await fetch(`${first.url}/v1/models/slow/jobs`, { method: 'POST', body: JSON.stringify({ instances: [{ n }] }) });
+        expect(response.status).toBe(202);
+        return ((await response.json()) as { id: string }).id;
+      }),
+    );
     await new Promise((resolve) => setTimeout(resolve, 400));
     const before = await Promise.all(ids.map(async (id) => ((await (await fetch(`${first.url}/v1/jobs/${id}`)).json()) as { status: string }).status));
     expect(before.filter((status) => status !== 'succeeded').length).toBeGreaterThan(10);
