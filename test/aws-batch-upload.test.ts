@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
+import { Upload } from '@aws-sdk/lib-storage';
 import { buildApp } from 'fauxqs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { generateUserDays, toFeatures } from '../scripts/anomaly-data.ts';
@@ -250,6 +251,25 @@ describe('batchUpload: scoring an uploaded file', () => {
     expect(await text('output/anomaly/daily runs/day 1.errors.jsonl')).toBe(reference.errors);
     expect(reference.errors).toContain('"line":4,');
     expect(reference.errors).toContain('line 4 has 5 fields, the header has 12');
+  });
+
+  it('writes outputs bigger than one multipart part as a multipart upload, every record in order', async () => {
+    process.env.MODELFN_BATCH_CHUNK_RECORDS = '1024';
+    // ~70,000 records: about 6 MB of results, more than one 5 MB part.
+    const records = rows(7000, 11);
+    const lines: string[] = [];
+    for (let copy = 0; copy < 10; copy++) for (const record of records) lines.push(JSON.stringify({ ...record, id: `${record.id}-${copy}` }));
+    const key = 'input/anomaly/large.jsonl';
+    // ~20 MB: over fauxqs's single PUT body limit, so uploaded in parts as the AWS CLI would.
+    await new Upload({ client: s3, params: { Bucket: BUCKET, Key: key, Body: `${lines.join('\n')}\n` } }).done();
+    const result = await invoke({ Records: [await s3Record(key)] });
+    expect(result.files[0]).toMatchObject({ status: 'scored', records: 70_000, succeeded: 70_000, failed: 0 });
+    const head = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'output/anomaly/large.jsonl' }));
+    expect(head.ContentLength).toBeGreaterThan(5 * 1024 * 1024);
+    expect(head.ETag).toMatch(/-2"$/); // S3's mark of an object assembled from 2 parts
+    const output = (await text('output/anomaly/large.jsonl'))!.trimEnd().split('\n');
+    expect(output).toHaveLength(70_000);
+    expect(output.map((line) => (JSON.parse(line) as { line: number }).line)).toEqual(lines.map((_, index) => index + 1));
   });
 
   it('leaves no errors object when every record is good, and removes the one an earlier version of the file left', async () => {

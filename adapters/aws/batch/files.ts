@@ -39,13 +39,17 @@ export const SOURCE_ETAG = 'source-etag';
 
 export const unquoted = (etag: string) => etag.replace(/^"|"$/g, '');
 
-/** Whether this version of the input (by ETag) has its inline results already. */
+/**
+ * Whether this version of the input (by ETag) has its inline results already. S3 answers a HEAD of a missing key
+ * with 403 instead of 404 to a role without s3:ListBucket on the bucket: either way there is nothing to skip for.
+ */
 export async function scoredInline(s3: S3Client, bucket: string, plan: FilePlan, etag: string): Promise<boolean> {
   try {
     const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: plan.resultsKey }));
     return head.Metadata?.[SOURCE_ETAG] === unquoted(etag);
   } catch (error) {
-    if ((error as { name?: string }).name === 'NotFound' || (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 404 || status === 403) return false;
     throw error;
   }
 }
