@@ -586,6 +586,7 @@ describe('batchChunk: malformed requests fail with BatchChunkInputError, naming 
     ['a parts prefix elsewhere', { Items: [item], BatchInput: { ...batchInput, partsPrefix: 'output/anomaly/' } }, 'BatchInput.partsPrefix is "output/anomaly/", but the source key gives "output/anomaly/x.parts/"'],
     ['an unsafe source key', { Items: [item], BatchInput: { ...batchInput, source: 'input/anomaly/../x.jsonl' } }, 'BatchInput.source: object key "input/anomaly/../x.jsonl" has a ".." path segment'],
     ['an item without an index', { Items: [{ value: 1 }], BatchInput: batchInput }, 'malformed item batch: Items[0] must be {"index": <whole number>, "value": …}, got {"value":1}'],
+    ['a Progress it did not write', { Items: [item], BatchInput: batchInput, Progress: { succeeded: 'some' } }, 'malformed item batch: "Progress" must be {succeeded, failed, resultParts, errorParts, firstLine} as batchChunk returned it, got {"succeeded":"some"}'],
     ['an unknown model', { Items: [item], BatchInput: { source: 'input/nosuch/x.jsonl', model: 'nosuch', format: 'jsonl', partsPrefix: 'output/nosuch/x.parts/' } }, 'model "nosuch" not found; available: anomaly, vad'],
     ['a plan without a key', { Plan: { prefix: 'input/' } }, 'malformed plan request: expected {"Plan": {"key": "input/<model>/<path>.jsonl|.csv"}}, got {"prefix":"input/"}'],
   ])('%s', async (_name, event, message) => {

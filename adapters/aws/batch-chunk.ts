@@ -89,6 +89,13 @@ function itemBatchOf(event: Record<string, unknown>, settings: BatchSettings): {
       throw new BatchChunkInputError(`malformed item batch: Items[${position}] must be {"index": <whole number>, "value": …}, got ${JSON.stringify(item)?.slice(0, 200) ?? describe(item)}`);
     }
   }
+  const progress = event.Progress;
+  if (progress !== undefined) {
+    const fields = ['succeeded', 'failed', 'resultParts', 'errorParts', 'firstLine'] as const;
+    if (!isRecord(progress) || fields.some((field) => !Number.isSafeInteger(progress[field]))) {
+      throw new BatchChunkInputError(`malformed item batch: "Progress" must be {${fields.join(', ')}} as batchChunk returned it, got ${JSON.stringify(progress)?.slice(0, 200)}`);
+    }
+  }
   return { batch: event as unknown as ItemBatch, plan };
 }
 
