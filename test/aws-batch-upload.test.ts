@@ -340,6 +340,20 @@ describe('batchUpload: keys and models it will not score', () => {
   });
 });
 
+describe('batchUpload: a file that cannot be read to the end', () => {
+  it('reports CSV it cannot parse further as a file error, with no partial results left behind', async () => {
+    const data = rows(3, 12);
+    const header = Object.keys(data[0]!);
+    const body = `${header.join(',')}\n${data.map((row) => header.map((name) => row[name as keyof typeof row]).join(',')).join('\n')}\n"u9,1,2\n`;
+    await put('input/anomaly/broken.csv', body);
+    const result = await invoke({ Records: [await s3Record('input/anomaly/broken.csv')] });
+    expect(result.files[0]).toMatchObject({ status: 'rejected', reason: expect.stringMatching(/^CSV: Quote Not Closed/), errors: 'output/anomaly/broken.errors.jsonl' });
+    const [error] = (await text('output/anomaly/broken.errors.jsonl'))!.trim().split('\n').map((line) => JSON.parse(line) as { error: string });
+    expect(error!.error).toBe('input/anomaly/broken.csv: CSV: Quote Not Closed: the parsing is finished with an opening quote at line 5; no results written');
+    expect(await text('output/anomaly/broken.jsonl')).toBeUndefined();
+  });
+});
+
 describe('batchUpload: files too big for one invocation go to the state machine', () => {
   it('starts the batch state machine with the file, named by key and ETag; a redelivered event starts nothing', async () => {
     process.env.MODELFN_BATCH_INLINE_MAX_BYTES = '1000';

@@ -193,7 +193,7 @@ async function scoreInline(upload: UploadRecord, plan: FilePlan, service: ModelS
   } catch (error) {
     await abort();
     if (error instanceof InputFileError) {
-      await writeFileError(s3, upload.bucket, plan, `${error.message} (after line ${lastLine}; nothing written)`);
+      await writeFileError(s3, upload.bucket, plan, `${error.message}; no results written`);
       return { key: plan.key, status: 'rejected', reason: error.message, errors: plan.errorsKey };
     }
     throw error;
