@@ -430,6 +430,10 @@ describe('state machine definitions', () => {
     expect((definition.States.ScoreJsonl as any).ItemReader.ReaderConfig).toEqual({ InputType: 'JSONL' });
     expect((definition.States.ScoreCsv as any).ItemReader.ReaderConfig).toEqual({ InputType: 'CSV', CSVHeaderLocation: 'FIRST_ROW' });
     expect((definition.States.ListFiles as any).ItemReader).toEqual({ Resource: 'arn:aws:states:::s3:listObjectsV2', Parameters: { Bucket: BUCKET, 'Prefix.$': '$.prefix' } });
+    // Every Distributed Map writes its children's outputs to S3 (an inline array of them would outgrow 256 KB).
+    for (const [name, state] of allStates(definition)) {
+      if ((state.ItemProcessor as any)?.ProcessorConfig?.Mode === 'DISTRIBUTED') expect(state.ResultWriter, name).toEqual({ Resource: 'arn:aws:states:::s3:putObject', Parameters: { Bucket: BUCKET, Prefix: 'output/_map-runs' } });
+    }
     // serverless-step-functions: the Lambda by Fn::GetAtt of the function's name in serverless.yml; the nightly schedule.
     expect(JSON.stringify(block.definition)).toContain('{"Fn::GetAtt":["batchChunk","Arn"]}');
     expect(resolveDeployed(block.events)).toEqual([{ schedule: expect.objectContaining({ rate: expect.stringMatching(/^cron\(/), enabled: true, input: { prefix: 'input/' } }) }]);
