@@ -1,0 +1,222 @@
+import { ExecutionAlreadyExists, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { processChunk, type BatchRecord, type ModelService } from '../../handlers/index.ts';
+import { batchService, SOURCE_ETAG, unquoted, UnknownBatchModelError, writeFileError } from './batch/files.ts';
+import { decodeEventKey, executionName, planFor, UnsafeKeyError, type FilePlan } from './batch/keys.ts';
+import { clearOutputs, errorLines, InputFileError, openObject, readRecords, resultLines, S3TextWriter } from './batch/s3-io.ts';
+import { batchSettings, type BatchSettings } from './batch/settings.ts';
+import { s3Client, sfnClient } from './clients.ts';
+import { coreFor, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
+import { isRecord } from './http/index.ts';
+import type { InvocationContext } from './invocation.ts';
+
+/**
+ * `batchUpload`: batch on upload. Each S3 ObjectCreated record under MODELFN_BATCH_INPUT_PREFIX
+ * (`input/<model>/<path>.jsonl|.csv`) is streamed through the core's processChunk, chunk by chunk, into
+ * `output/<model>/<path>.jsonl` and `.errors.jsonl` (multipart uploads: memory stays flat). A file over
+ * MODELFN_BATCH_INLINE_MAX_BYTES, or one this invocation has no time left for, goes to the `batch` state machine.
+ *
+ * A record that can never succeed (unsafe key, unknown model, not an upload) is reported and skipped; one that
+ * failed for a reason that may pass (S3, a model that did not load) makes the invocation fail after the other
+ * records are done, so Lambda's retry of the event redoes it (outputs are overwritten, never appended).
+ */
+
+await preloadIfAsked();
+
+/** The event is not an S3 notification at all: nothing to process. */
+export class MalformedS3EventError extends Error {
+  override readonly name = 'MalformedS3EventError';
+}
+
+/** Some records failed for a reason worth retrying; the message lists them. */
+export class BatchUploadRetryError extends Error {
+  override readonly name = 'BatchUploadRetryError';
+}
+
+export type FileStatus = 'scored' | 'handed-off' | 'already-started' | 'rejected' | 'ignored' | 'failed';
+
+export interface FileOutcome {
+  /** The record's key, decoded (or as sent when it could not be). */
+  key?: string;
+  status: FileStatus;
+  reason?: string;
+  records?: number;
+  succeeded?: number;
+  failed?: number;
+  results?: string;
+  errors?: string;
+  execution?: string;
+}
+
+export interface S3BatchResult {
+  files: FileOutcome[];
+}
+
+interface UploadRecord {
+  bucket: string;
+  key: string;
+  size?: number;
+  etag?: string;
+  sequencer?: string;
+}
+
+/** One record of the event -> what to process, or why not (the message names the record and the field). */
+function uploadOf(record: unknown, index: number): UploadRecord | FileOutcome {
+  const where = `Records[${index}]`;
+  if (!isRecord(record)) return { status: 'rejected', reason: `${where} is not an object` };
+  if (record.eventSource !== 'aws:s3') return { status: 'rejected', reason: `${where}.eventSource is ${JSON.stringify(record.eventSource)}, expected "aws:s3"` };
+  const s3 = record.s3;
+  const object = isRecord(s3) ? s3.object : undefined;
+  const bucket = isRecord(s3) && isRecord(s3.bucket) ? s3.bucket.name : undefined;
+  if (!isRecord(object) || typeof object.key !== 'string' || object.key === '') return { status: 'rejected', reason: `${where}.s3.object.key is missing` };
+  if (typeof bucket !== 'string' || bucket === '') return { status: 'rejected', key: object.key, reason: `${where}.s3.bucket.name is missing` };
+  if (typeof record.eventName !== 'string' || !record.eventName.startsWith('ObjectCreated:')) {
+    return { status: 'ignored', key: object.key, reason: `${where}.eventName is ${JSON.stringify(record.eventName)}, not an ObjectCreated event` };
+  }
+  return {
+    bucket,
+    key: object.key,
+    size: typeof object.size === 'number' ? object.size : undefined,
+    etag: typeof object.eTag === 'string' ? object.eTag : undefined,
+    sequencer: typeof object.sequencer === 'string' ? object.sequencer : undefined,
+  };
+}
+
+function recordsOf(event: unknown): unknown[] {
+  if (!isRecord(event)) throw new MalformedS3EventError(`unsupported event: expected an S3 event notification ({"Records": [...]}), got ${event === null ? 'null' : Array.isArray(event) ? 'an array' : `a ${typeof event}`}`);
+  if (!Array.isArray(event.Records)) {
+    throw new MalformedS3EventError(`unsupported event: expected an S3 event notification with a "Records" array, got keys [${Object.keys(event).slice(0, 12).join(',')}]`);
+  }
+  return event.Records;
+}
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+async function onUpload(event: unknown, context: InvocationContext): Promise<S3BatchResult> {
+  context.modelfn.event = 's3';
+  const settings = batchSettings();
+  const records = recordsOf(event);
+  const files: FileOutcome[] = [];
+  const retry: string[] = [];
+  for (const [index, record] of records.entries()) {
+    const upload = uploadOf(record, index);
+    let outcome: FileOutcome;
+    if ('status' in upload) outcome = upload;
+    else {
+      try {
+        outcome = await processUpload(upload, settings, context);
+      } catch (error) {
+        outcome = { key: upload.key, status: 'failed', reason: message(error) };
+        retry.push(`${upload.key}: ${message(error)}`);
+      }
+    }
+    const level = outcome.status === 'failed' ? 'error' : outcome.status === 'rejected' ? 'warn' : 'info';
+    logger[level]({ awsRequestId: context.awsRequestId, ...outcome }, 'batch upload');
+    files.push(outcome);
+  }
+  if (retry.length > 0) throw new BatchUploadRetryError(`${retry.length} of ${records.length} uploads failed and will be retried with the event: ${retry.join('; ')}`);
+  return { files };
+}
+
+async function processUpload(upload: UploadRecord, settings: BatchSettings, context: InvocationContext): Promise<FileOutcome> {
+  let key: string;
+  let plan: FilePlan;
+  try {
+    key = decodeEventKey(upload.key);
+    if (settings.bucket && upload.bucket !== settings.bucket) {
+      throw new UnsafeKeyError(`bucket "${upload.bucket}" is not the batch bucket "${settings.bucket}" (MODELFN_BATCH_BUCKET)`);
+    }
+    plan = planFor(key, settings);
+  } catch (error) {
+    if (error instanceof UnsafeKeyError) return { key: upload.key, status: 'rejected', reason: error.message };
+    throw error;
+  }
+  const s3 = s3Client();
+  const core = await coreFor(context);
+  let service: ModelService;
+  try {
+    service = await batchService(core, plan.model);
+  } catch (error) {
+    if (!(error instanceof UnknownBatchModelError)) throw error;
+    await clearOutputs(s3, upload.bucket, plan);
+    await writeFileError(s3, upload.bucket, plan, error.message);
+    return { key, status: 'rejected', reason: error.message, errors: plan.errorsKey };
+  }
+
+  if (upload.size !== undefined && upload.size > settings.inlineMaxBytes) {
+    return handOff(upload, plan, settings, `${upload.size} bytes is over MODELFN_BATCH_INLINE_MAX_BYTES (${settings.inlineMaxBytes})`);
+  }
+  if (context.getRemainingTimeInMillis() < settings.timeMarginMs) return handOff(upload, plan, settings, 'no time left in this invocation');
+  return scoreInline(upload, plan, service, settings, context);
+}
+
+/** Stream the file through processChunk into its results and errors objects; hand it off if time runs short. */
+async function scoreInline(upload: UploadRecord, plan: FilePlan, service: ModelService, settings: BatchSettings, context: InvocationContext): Promise<FileOutcome> {
+  const s3 = s3Client();
+  await clearOutputs(s3, upload.bucket, plan, { results: true });
+  const metadata = upload.etag ? { [SOURCE_ETAG]: unquoted(upload.etag) } : undefined;
+  const results = new S3TextWriter(s3, upload.bucket, plan.resultsKey, metadata);
+  let errors: S3TextWriter | undefined;
+  const counts = { records: 0, succeeded: 0, failed: 0 };
+  let lastLine = 0;
+
+  const flush = async (chunk: BatchRecord[]) => {
+    const outcome = await processChunk(service, chunk);
+    await results.write(resultLines(outcome.results));
+    if (outcome.errors.length > 0) {
+      errors ??= new S3TextWriter(s3, upload.bucket, plan.errorsKey);
+      await errors.write(errorLines(outcome.errors));
+    }
+    counts.records += chunk.length;
+    counts.succeeded += outcome.results.length;
+    counts.failed += outcome.errors.length;
+    lastLine = chunk.at(-1)!.line;
+  };
+  const abort = () => Promise.all([results.abort(), errors?.abort()]);
+
+  try {
+    const body = await openObject(s3, upload.bucket, plan.key);
+    let chunk: BatchRecord[] = [];
+    for await (const record of readRecords(body, plan.format, settings.idField)) {
+      chunk.push(record);
+      if (chunk.length < settings.chunkRecords) continue;
+      if (context.getRemainingTimeInMillis() < settings.timeMarginMs) {
+        body.destroy();
+        await abort();
+        return handOff(upload, plan, settings, `out of time after line ${lastLine}`);
+      }
+      await flush(chunk);
+      chunk = [];
+    }
+    if (chunk.length > 0) await flush(chunk);
+    await results.end();
+    await errors?.end();
+  } catch (error) {
+    await abort();
+    if (error instanceof InputFileError) {
+      await writeFileError(s3, upload.bucket, plan, `${error.message}; no results written`);
+      return { key: plan.key, status: 'rejected', reason: error.message, errors: plan.errorsKey };
+    }
+    throw error;
+  }
+  return { key: plan.key, status: 'scored', ...counts, results: plan.resultsKey, ...(errors && { errors: plan.errorsKey }) };
+}
+
+/** Start the state machine on the file, named by key and ETag so a redelivered event starts nothing new. */
+async function handOff(upload: UploadRecord, plan: FilePlan, settings: BatchSettings, why: string): Promise<FileOutcome> {
+  if (!settings.stateMachineArn) {
+    const reason = `${why}, and MODELFN_BATCH_STATE_MACHINE_ARN is not set to hand it to the batch state machine`;
+    await writeFileError(s3Client(), upload.bucket, plan, reason);
+    return { key: plan.key, status: 'rejected', reason, errors: plan.errorsKey };
+  }
+  const name = executionName(plan.key, upload.etag ?? upload.sequencer ?? '');
+  const input = { bucket: upload.bucket, key: plan.key, etag: upload.etag, model: plan.model, format: plan.format, partsPrefix: plan.partsPrefix };
+  try {
+    const started = await sfnClient().send(new StartExecutionCommand({ stateMachineArn: settings.stateMachineArn, name, input: JSON.stringify(input) }));
+    return { key: plan.key, status: 'handed-off', reason: why, execution: started.executionArn };
+  } catch (error) {
+    if (error instanceof ExecutionAlreadyExists) return { key: plan.key, status: 'already-started', reason: `execution ${name} exists (a redelivered event)` };
+    throw error;
+  }
+}
+
+export const handler = lambdaHandler<unknown, S3BatchResult>(onUpload);
