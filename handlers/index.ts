@@ -11,7 +11,7 @@ export { createHttpApp, DEFAULT_BODY_LIMIT_BYTES, type CoreHttpRequest, type Cor
 export { InputError, ModelfnError, NotFoundError, PayloadTooLargeError, UnavailableError } from './errors.ts';
 export { loadModelRepository, ModelRepository, BUNDLED_MODELS_DIR } from './model-repository.ts';
 export { ModelService, type StageTimings } from './model-service.ts';
-export { processChunk, recordFromJsonLine, recordFromCsvRow, csvCell, type BatchRecord, type BatchRecordError, type BatchRecordResult, type ChunkOptions, type ChunkResult, type RecordId } from './batch.ts';
+export { processChunk, resultLines, errorLines, CSV_PARSE_OPTIONS, recordFromJsonLine, recordFromCsvRow, csvCell, type BatchRecord, type BatchRecordError, type BatchRecordResult, type ChunkOptions, type ChunkResult, type RecordId } from './batch.ts';
 export { Metrics } from './metrics.ts';
 export { createLogger, type Logger } from './log.ts';
 export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type DeliveryOutcome, type Job, type JobDelivery, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView, type RunJobsReport } from './jobs.ts';

@@ -31,6 +31,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { SingleBar } from 'cli-progress';
+import { CSV_PARSE_OPTIONS } from '../handlers/batch.ts';
 
 export type BatchFormat = 'jsonl' | 'csv';
 
@@ -281,11 +282,8 @@ type CsvItem = { header: string[] } | Chunk;
 /** CSV through csv-parse: the header row first, then chunks of rows (rows ending at or before `skipThrough` are skipped). */
 async function* csvChunks(file: string, batchSize: number, skipThrough: number, bytesRead: (n: number) => void): AsyncGenerator<CsvItem> {
   const stream = createReadStream(file, { highWaterMark: 1 << 20 });
-  // relax_quotes keeps a stray quote inside a field as text (the record then fails validation on its own);
-  // csv-parse's skip_records_with_error instead loses the following record. Rows with the wrong number of
-  // cells are reported by recordFromCsvRow.
   const { parse: parseCsv } = await import('csv-parse'); // loaded only for CSV: the workers start sooner
-  const parser = parseCsv({ bom: true, info: true, relax_quotes: true, relax_column_count: true, skip_empty_lines: true });
+  const parser = parseCsv(CSV_PARSE_OPTIONS);
   stream.on('error', (error) => parser.destroy(error));
   stream.on('data', () => bytesRead(stream.bytesRead));
   let header: string[] | undefined;

@@ -1,8 +1,8 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { processChunk, recordFromCsvRow, recordFromJsonLine, type BatchRecord } from '../../handlers/index.ts';
+import { errorLines, processChunk, recordFromCsvRow, recordFromJsonLine, resultLines, type BatchRecord } from '../../handlers/index.ts';
 import { batchService, scoredInline, UnknownBatchModelError, writeFileError } from './batch/files.ts';
 import { partKeys, planFor, UnsafeKeyError, type BatchFormat, type FilePlan } from './batch/keys.ts';
-import { clearOutputs, errorLines, NDJSON, resultLines } from './batch/s3-io.ts';
+import { clearOutputs, NDJSON } from './batch/s3-io.ts';
 import { batchSettings, type BatchSettings } from './batch/settings.ts';
 import { s3Client } from './clients.ts';
 import { coreFor, lambdaHandler, logger, preloadIfAsked } from './environment.ts';

@@ -1,8 +1,8 @@
 import { ExecutionAlreadyExists, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { processChunk, type BatchRecord, type ModelService } from '../../handlers/index.ts';
+import { errorLines, processChunk, resultLines, type BatchRecord, type ModelService } from '../../handlers/index.ts';
 import { batchService, SOURCE_ETAG, unquoted, UnknownBatchModelError, writeFileError } from './batch/files.ts';
 import { decodeEventKey, executionName, planFor, UnsafeKeyError, type FilePlan } from './batch/keys.ts';
-import { clearOutputs, errorLines, InputFileError, openObject, readRecords, resultLines, S3TextWriter } from './batch/s3-io.ts';
+import { clearOutputs, InputFileError, openObject, readRecords, S3TextWriter } from './batch/s3-io.ts';
 import { batchSettings, type BatchSettings } from './batch/settings.ts';
 import { s3Client, sfnClient } from './clients.ts';
 import { coreFor, lambdaHandler, logger, preloadIfAsked } from './environment.ts';

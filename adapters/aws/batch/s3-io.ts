@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { PassThrough, type Readable } from 'node:stream';
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { recordFromCsvRow, recordFromJsonLine, type BatchRecord, type BatchRecordError, type BatchRecordResult } from '../../../handlers/index.ts';
+import { CSV_PARSE_OPTIONS, recordFromCsvRow, recordFromJsonLine, type BatchRecord } from '../../../handlers/index.ts';
 import type { BatchFormat, FilePlan } from './keys.ts';
 
 /**
@@ -31,12 +31,10 @@ async function* jsonlRecords(body: Readable, idField: string): AsyncGenerator<Ba
   }
 }
 
-/** CSV with a header row, parsed as `modelfn batch` parses it (scripts/batch.ts: same csv-parse options). */
+/** CSV with a header row, parsed as `modelfn batch` parses it. */
 async function* csvRecords(body: Readable, idField: string): AsyncGenerator<BatchRecord> {
   const { parse } = await import('csv-parse');
-  // relax_quotes: a stray quote stays text and its record fails validation alone; rows with the wrong number
-  // of cells are reported by recordFromCsvRow.
-  const parser = parse({ bom: true, info: true, relax_quotes: true, relax_column_count: true, skip_empty_lines: true });
+  const parser = parse(CSV_PARSE_OPTIONS);
   body.on('error', (error) => parser.destroy(error));
   let header: string[] | undefined;
   try {
@@ -52,20 +50,6 @@ async function* csvRecords(body: Readable, idField: string): AsyncGenerator<Batc
 
 export function readRecords(body: Readable, format: BatchFormat, idField: string): AsyncGenerator<BatchRecord> {
   return format === 'jsonl' ? jsonlRecords(body, idField) : csvRecords(body, idField);
-}
-
-/** The local batch output shape: `{"id","line","prediction"}` per line (the id is the line when the record has none). */
-export function resultLines(results: readonly BatchRecordResult[]): string {
-  let out = '';
-  for (const result of results) out += `${JSON.stringify({ id: result.id ?? result.line, line: result.line, prediction: result.prediction })}\n`;
-  return out;
-}
-
-/** `{"line","id"?,"error"}` per line, as `modelfn batch` writes its errors file. */
-export function errorLines(errors: readonly BatchRecordError[]): string {
-  let out = '';
-  for (const error of errors) out += `${JSON.stringify(error)}\n`;
-  return out;
 }
 
 export const NDJSON = 'application/x-ndjson';
