@@ -75,7 +75,7 @@ afterAll(async () => {
 });
 
 const post = (path: string, body: string | Uint8Array, contentType = 'application/json') =>
-  fetch(base + path, { method: 'POST', headers: { 'content-type': contentType }, body });
+  fetch(base + path, { method: 'POST', headers: { 'content-type': contentType }, body: typeof body === 'string' ? body : new Blob([body]) });
 
 describe('serverless-offline serving the bundled http function', () => {
   it('answers health probes and readiness of both models (the vad file resolved inside the bundle)', async () => {
