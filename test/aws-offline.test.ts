@@ -74,7 +74,7 @@ afterAll(async () => {
   service?.remove();
 });
 
-const post = (path: string, body: string | Uint8Array, contentType = 'application/json') =>
+const post = (path: string, body: string | Uint8Array<ArrayBuffer>, contentType = 'application/json') =>
   fetch(base + path, { method: 'POST', headers: { 'content-type': contentType }, body: typeof body === 'string' ? body : new Blob([body]) });
 
 describe('serverless-offline serving the bundled http function', () => {
