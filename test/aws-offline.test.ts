@@ -1,9 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONCURRENT_PING_HOLD_MS } from '../adapters/aws/warmup.ts';
 import { freePort } from '../scripts/bench/support.ts';
-import { OSLS_BIN, offlineOslsEnv, prepareServiceDir, type ServiceDir } from './support/aws-service.ts';
+import { OSLS_BIN, REPO_ROOT, offlineOslsEnv, oslsPackage, prepareServiceDir, type ServiceDir } from './support/aws-service.ts';
 
 /**
  * The bundled `http` function (`.deploy/aws/build/http.mjs` from `npm run build:aws`) served by serverless-offline
@@ -13,6 +16,10 @@ import { OSLS_BIN, offlineOslsEnv, prepareServiceDir, type ServiceDir } from './
  * worker thread, as Lambda runs it in an execution environment: module scope once, then one call per request.
  * Function URLs (`url: true`) are not emulated by serverless-offline 14 (it ignores the setting); their events are
  * payload 2.0 too and are covered event by event in aws-http.test.ts.
+ *
+ * The warmer: the code serverless-plugin-warmup generates at `osls package` runs here, unchanged, with its AWS SDK
+ * Lambda client pointed at serverless-offline's Invoke API (`AWS_ENDPOINT_URL`): its concurrent pings reach the
+ * bundled handler as on AWS (payload as the event and as the client context).
  */
 
 const FEATURES = JSON.parse(readFileSync(new URL('../models/anomaly/features.json', import.meta.url), 'utf8')) as { features: string[]; threshold: number };
@@ -24,6 +31,9 @@ const asInstance = (row: number[], id: string) => ({ id, ...Object.fromEntries(F
 let service: ServiceDir;
 let offline: ChildProcess;
 let base: string;
+let lambdaEndpoint: string;
+/** The warmer function serverless-plugin-warmup generated at `osls package`. */
+let warmerFile: string;
 let output = '';
 /** The same rows through onnxruntime directly: what the served scores must be. */
 let expected: Float32Array;
@@ -46,11 +56,20 @@ async function waitForServer(url: string, child: ChildProcess, deadlineMs: numbe
 
 beforeAll(async () => {
   service = await prepareServiceDir();
+  const packaged = await oslsPackage(service);
+  const warmerDir = path.join(service.dir, 'warmer');
+  mkdirSync(path.join(warmerDir, 'node_modules', '@aws-sdk'), { recursive: true });
+  warmerFile = path.join(warmerDir, 'index.mjs');
+  writeFileSync(warmerFile, execFileSync('unzip', ['-p', path.join(packaged, 'warmUpPluginDefault.zip'), '.warmup/default/index.mjs']));
+  // The Lambda runtime provides the SDK v3 the warmer imports.
+  symlinkSync(realpathSync(path.join(REPO_ROOT, 'node_modules/@aws-sdk/client-lambda')), path.join(warmerDir, 'node_modules/@aws-sdk/client-lambda'), 'dir');
+
   const [httpPort, lambdaPort] = [await freePort(), await freePort()];
+  lambdaEndpoint = `http://127.0.0.1:${lambdaPort}`;
   offline = spawn(
     process.execPath,
     [OSLS_BIN, 'offline', 'start', '--host', '127.0.0.1', '--httpPort', String(httpPort), '--lambdaPort', String(lambdaPort), '--stage', 'test', '--region', 'us-east-1'],
-    { cwd: service.dir, env: offlineOslsEnv({ LOG_LEVEL: 'warn' }), stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: service.dir, env: offlineOslsEnv({ LOG_LEVEL: 'info' }), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   offline.stdout!.on('data', (chunk: Buffer) => (output += chunk));
   offline.stderr!.on('data', (chunk: Buffer) => (output += chunk));
@@ -148,5 +167,32 @@ describe('serverless-offline serving the bundled http function', () => {
   it('answers a wrong method on a known route with 405', async () => {
     const response = await fetch(`${base}/v2/models/anomaly/infer`);
     expect(response.status).toBe(405);
+  });
+
+  it('is kept warm by the plugin’s own warmer: its concurrent pings reach the handler and load nothing', async () => {
+    Object.assign(process.env, { AWS_ENDPOINT_URL: lambdaEndpoint, AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', AWS_REGION: 'us-east-1' });
+    const warmer = (await import(pathToFileURL(warmerFile).href)) as { warmUp: (event: unknown, context: unknown) => Promise<void> };
+    const before = output.length;
+    const logged = console.log;
+    const warmerLines: string[] = [];
+    console.log = (...args: unknown[]) => void warmerLines.push(args.join(' '));
+    try {
+      await warmer.warmUp({}, {});
+    } finally {
+      console.log = logged;
+    }
+    expect(warmerLines).toContain('Warm Up Invoke Success: modelfn-test-http');
+    // The handler's invocation log lines, printed by serverless-offline's worker.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const pings = output
+      .slice(before)
+      .split('\n')
+      .filter((line) => line.includes('"event":"warmup"'))
+      .map((line) => JSON.parse(line.slice(line.indexOf('{'))) as Record<string, unknown>);
+    expect(pings.map(({ source, concurrency, heldMs }) => ({ source, concurrency, heldMs }))).toEqual([
+      { source: 'serverless-plugin-warmup', concurrency: 2, heldMs: CONCURRENT_PING_HOLD_MS },
+      { source: 'serverless-plugin-warmup', concurrency: 2, heldMs: CONCURRENT_PING_HOLD_MS },
+    ]);
+    expect(output.slice(before)).not.toMatch(/"msg":"model loaded"|"msg":"request"/);
   });
 });
