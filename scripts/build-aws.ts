@@ -37,8 +37,10 @@ export interface AwsBuild {
   /** Entry output files, relative to outDir. */
   entries: string[];
   models: string[];
-  /** Bytes per part of the build: bundles, onnxruntime, models, total. */
+  /** Bytes per part of the build: bundles (entries and chunks), onnxruntime, models, total. */
   bytes: { bundles: number; onnxruntime: number; models: number; total: number };
+  /** Per entry, the JavaScript a cold start loads before the handler runs: the entry and the chunks it imports statically. */
+  startupBytes: Record<string, number>;
 }
 
 /** The bundle's static registry of model folders, imported as `modelfn:bundled-models`. */
@@ -167,6 +169,11 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
     target: 'node22',
     outdir: outDir,
     outExtension: { '.js': '.mjs' },
+    // Code shared by the entries, and code only reached through a dynamic import (an SDK client the HTTP path
+    // loads on demand, say), goes to chunks: a cold start parses only what its entry imports statically.
+    splitting: true,
+    // In the same folder as the entries: import.meta.url-relative paths (sourceRelativeUrlPlugin) hold in every file.
+    chunkNames: '[name]-[hash]',
     minify: true,
     external: EXTERNAL_PACKAGES,
     // CommonJS dependencies inlined into an ES module still call require() for Node's built-ins.
@@ -174,6 +181,7 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
     legalComments: 'none',
     logLevel: 'warning',
     metafile: true,
+    sourcemap: process.env.MODELFN_BUILD_SOURCEMAP === '1' ? 'external' : false,
   });
 
   copyOnnxRuntime(outDir);
@@ -192,7 +200,19 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
   }
   await repository.dispose();
 
-  const bundles = Object.keys(result.metafile.outputs).reduce((sum, file) => sum + statSync(file).size, 0);
+  const outputs = result.metafile.outputs;
+  const bundles = Object.keys(outputs).reduce((sum, file) => sum + statSync(file).size, 0);
+  const staticClosure = (file: string, seen = new Set<string>()): Set<string> => {
+    if (seen.has(file)) return seen;
+    seen.add(file);
+    for (const imported of outputs[file]?.imports ?? []) if (imported.kind === 'import-statement' && outputs[imported.path]) staticClosure(imported.path, seen);
+    return seen;
+  };
+  const startupBytes = Object.fromEntries(
+    Object.entries(outputs)
+      .filter(([, output]) => output.entryPoint?.startsWith('modelfn-entry:'))
+      .map(([file]) => [path.basename(file), [...staticClosure(file)].reduce((sum, part) => sum + outputs[part]!.bytes, 0)]),
+  );
   const onnxruntime = directoryBytes(path.join(outDir, 'node_modules', 'onnxruntime-node')) + directoryBytes(path.join(outDir, 'node_modules', 'onnxruntime-common'));
   const total = directoryBytes(outDir);
   return {
@@ -200,6 +220,7 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
     entries: Object.keys(entries).map((name) => `${name}.mjs`),
     models: folders,
     bytes: { bundles, onnxruntime, models: total - bundles - onnxruntime, total },
+    startupBytes,
   };
 }
 
@@ -209,6 +230,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   try {
     const built = await buildAws({ outDir: process.argv[2] });
     console.log(`built ${built.entries.join(', ')} with models ${built.models.join(', ')} into ${path.relative(process.cwd(), built.outDir) || '.'}`);
+    console.log(`loaded at cold start: ${Object.entries(built.startupBytes).map(([entry, bytes]) => `${entry} ${(bytes / 1024).toFixed(0)} KB`).join(', ')}`);
     console.log(
       `unzipped ${mb(built.bytes.total)} (bundles ${mb(built.bytes.bundles)}, onnxruntime linux-x64 ${mb(built.bytes.onnxruntime)}, model files ${mb(built.bytes.models)}); Lambda allows 262.1 MB unzipped`,
     );
