@@ -156,6 +156,11 @@ describe('osls package: the CloudFormation template', () => {
         ],
       })),
     );
+    // S3 may invoke the function, from this bucket only.
+    const permissions = ofType('AWS::Lambda::Permission').filter(([, permission]) => permission.Properties.Principal === 's3.amazonaws.com');
+    expect(permissions.map(([, permission]) => permission.Properties)).toEqual([
+      expect.objectContaining({ FunctionName: { 'Fn::GetAtt': ['BatchUploadLambdaFunction', 'Arn'] }, SourceArn: `arn:aws:s3:::${env.MODELFN_BATCH_BUCKET}` }),
+    ]);
   });
 
   it('has the batch state machine, started by a schedule, running batchChunk', () => {
