@@ -28,6 +28,10 @@ const TAKEOVER = [3, 12, 2, 45, 900, 9, 4, 0.7, 150, 400, 2];
 const ORDINARY = [3, 0, 2, 30, 5, 1, 1, 0.1, 20, 4, 0];
 const asInstance = (row: number[], id: string) => ({ id, ...Object.fromEntries(FEATURES.features.map((name, i) => [name, row[i]])) });
 
+// What CloudFormation would resolve (Refs to the stack's bucket, queue and state machine); serverless-offline
+// cannot, so the values are given as osls params, as a developer would for an emulator.
+const OFFLINE_PARAMS = ['--param=jobsBucket=modelfn-offline-jobs', '--param=jobsQueueUrl=http://127.0.0.1:1/queue/modelfn-offline-jobs', '--param=batchStateMachineArn=arn:aws:states:us-east-1:000000000000:stateMachine:modelfn-offline-batch'];
+
 let service: ServiceDir;
 let offline: ChildProcess;
 let base: string;
@@ -68,7 +72,7 @@ beforeAll(async () => {
   lambdaEndpoint = `http://127.0.0.1:${lambdaPort}`;
   offline = spawn(
     process.execPath,
-    [OSLS_BIN, 'offline', 'start', '--host', '127.0.0.1', '--httpPort', String(httpPort), '--lambdaPort', String(lambdaPort), '--stage', 'test', '--region', 'us-east-1'],
+    [OSLS_BIN, 'offline', 'start', '--host', '127.0.0.1', ...OFFLINE_PARAMS, '--httpPort', String(httpPort), '--lambdaPort', String(lambdaPort), '--stage', 'test', '--region', 'us-east-1'],
     { cwd: service.dir, env: offlineOslsEnv({ LOG_LEVEL: 'info' }), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   offline.stdout!.on('data', (chunk: Buffer) => (output += chunk));
