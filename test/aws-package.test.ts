@@ -141,13 +141,13 @@ describe('osls package: the CloudFormation template', () => {
     expect(retention).toBe(rule.ExpirationInDays * 86_400);
   });
 
-  it('runs batchUpload on .jsonl and .csv objects created under the input prefix of the batch bucket', () => {
+  it('runs batchUpload on .jsonl, .ndjson and .csv objects created under the input prefix of the batch bucket', () => {
     const [[, bucket]] = ofType('AWS::S3::Bucket').filter(([, resource]) => resource.Properties.NotificationConfiguration) as [[string, Resource]];
     const env = functionNamed('BatchUploadLambdaFunction').Properties.Environment.Variables;
     expect(bucket.Properties.BucketName).toBe(env.MODELFN_BATCH_BUCKET);
     const configurations = bucket.Properties.NotificationConfiguration.LambdaConfigurations;
     expect(configurations.map((c: any) => ({ event: c.Event, fn: c.Function, rules: c.Filter.S3Key.Rules }))).toEqual(
-      ['.jsonl', '.csv'].map((suffix) => ({
+      ['.jsonl', '.ndjson', '.csv'].map((suffix) => ({
         event: 's3:ObjectCreated:*',
         fn: { 'Fn::GetAtt': ['BatchUploadLambdaFunction', 'Arn'] },
         rules: [
