@@ -85,6 +85,30 @@ function sourceRelativeUrlPlugin(): Plugin {
   };
 }
 
+/**
+ * The AWS SDK v3 and its @smithy parts, resolved to their ES module builds (package.json `module`): with their
+ * `sideEffects: false`, esbuild drops what an entry does not use (a third less code at start for the S3/SQS
+ * entries). Only for these scopes: other packages' `module` builds are not always equivalent to their `main`
+ * (wavefile's has no default export).
+ */
+function awsSdkEsmPlugin(): Plugin {
+  return {
+    name: 'modelfn-aws-sdk-esm',
+    setup(build) {
+      build.onResolve({ filter: /^@(aws-sdk|smithy|aws-crypto)\/[^/]+$/ }, async (args) => {
+        if (args.pluginData === 'modelfn-aws-sdk-esm') return undefined;
+        const resolved = await build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: 'modelfn-aws-sdk-esm' });
+        const at = resolved.path.lastIndexOf(`${path.sep}node_modules${path.sep}${args.path.split('/').join(path.sep)}${path.sep}`);
+        if (resolved.errors.length > 0 || at === -1) return resolved.errors.length > 0 ? { errors: resolved.errors } : resolved;
+        const root = resolved.path.slice(0, at + `${path.sep}node_modules${path.sep}`.length + args.path.length);
+        const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { module?: unknown; exports?: unknown };
+        if (typeof manifest.module !== 'string' || manifest.exports !== undefined) return resolved;
+        return { path: path.join(root, manifest.module) };
+      });
+    },
+  };
+}
+
 function directoryBytes(dir: string): number {
   if (!existsSync(dir)) return 0;
   let total = 0;
@@ -162,6 +186,7 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
       },
       bundledModelsPlugin(modelsDir, folders),
       sourceRelativeUrlPlugin(),
+      awsSdkEsmPlugin(),
     ],
     bundle: true,
     platform: 'node',
