@@ -11,7 +11,7 @@ import { OSLS_BIN, REPO_ROOT, offlineOslsEnv, oslsPackage, prepareServiceDir, ty
 /**
  * The bundled `http` function (`.deploy/aws/build/http.mjs` from `npm run build:aws`) served by serverless-offline
  * 14.8.2 through osls 4.3.1 (`osls offline start`), on 127.0.0.1, hit with real HTTP requests. serverless-offline
- * declares serverless 4 as its peer, but its plugin API is the v3 one osls keeps: it loads and serves as is.
+ * declares `serverless ^4` as its peer (npm warns); osls, the open-source v3 line, loads it and runs its hooks as is.
  * It turns each request into an HTTP API payload 2.0 event (the `httpApi: '*'` route) and runs the handler in a
  * worker thread, as Lambda runs it in an execution environment: module scope once, then one call per request.
  * Function URLs (`url: true`) are not emulated by serverless-offline 14 (it ignores the setting); their events are
