@@ -12,7 +12,7 @@ export const BUNDLED_MODELS_DIR = fileURLToPath(new URL('../models/', import.met
 const DEFINITION_FILES = ['model.ts', 'model.js', 'model.mjs'];
 
 /** How to import one model folder's definition module (its default export is the `defineModel(...)`). */
-export type DefinitionImport = () => Promise<{ default?: ModelDefinition }>;
+export type DefinitionImport = () => Promise<{ default?: unknown }>;
 
 /**
  * A bundle cannot follow the folder scan's dynamic import, so a bundler (scripts/build-aws.ts) registers a
@@ -88,10 +88,10 @@ export async function loadModelRepository(
       const found = DEFINITION_FILES.map((name) => path.join(modelDir, name)).find((candidate) => existsSync(candidate));
       if (!found) continue;
       file = path.basename(found);
-      importDefinition = () => import(pathToFileURL(found).href) as Promise<{ default?: ModelDefinition }>;
+      importDefinition = () => import(pathToFileURL(found).href) as Promise<{ default?: unknown }>;
     }
     try {
-      const definition = (await importDefinition()).default;
+      const definition = (await importDefinition()).default as ModelDefinition | undefined;
       if (!definition || typeof definition.name !== 'string') throw new Error(`${file} has no default export from defineModel()`);
       repository.add(new ModelService(definition, modelDir, options.metrics));
     } catch (error) {

@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModelRepository } from '../handlers/model-repository.ts';
 import { buildAws } from '../scripts/build-aws.ts';
 import { httpApiV2Event, lambdaContext, readResult } from './support/aws-events.ts';
 
@@ -146,5 +147,24 @@ describe('the bundled Lambda entries', () => {
     expect(error.error).toMatch(/not valid JSON/);
     const csvResults = await read('output/anomaly/users.jsonl');
     expect(csvResults).toEqual([{ id: 'c1', line: 2, prediction: { score: expected.ordinary, anomaly: false } }]);
+  });
+});
+
+describe('the static model registry a bundle uses', () => {
+  it('serves the registered definitions and records one that fails to import as that model’s failure only', async () => {
+    const repository = await loadModelRepository({
+      dir: path.resolve('models'),
+      definitions: {
+        anomaly: () => import('../models/anomaly/model.ts'),
+        broken: () => Promise.reject(new Error('features.json: unexpected end of JSON input\n    at stack lines')),
+        empty: async () => ({}),
+      },
+    });
+    expect(repository.list().map((service) => service.name)).toEqual(['anomaly']);
+    expect(() => repository.get('broken')).toThrow('model "broken" failed to load its definition: features.json: unexpected end of JSON input');
+    expect(() => repository.get('empty')).toThrow('model "empty" failed to load its definition: model.ts has no default export from defineModel()');
+    const { predictions } = await repository.get('anomaly').predict([TAKEOVER]);
+    expect(predictions).toEqual([{ score: expected.takeover, anomaly: true }]);
+    await repository.dispose();
   });
 });
