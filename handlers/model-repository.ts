@@ -11,6 +11,20 @@ export const BUNDLED_MODELS_DIR = fileURLToPath(new URL('../models/', import.met
 
 const DEFINITION_FILES = ['model.ts', 'model.js', 'model.mjs'];
 
+/** How to import one model folder's definition module (its default export is the `defineModel(...)`). */
+export type DefinitionImport = () => Promise<{ default?: unknown }>;
+
+/**
+ * A bundle cannot follow the folder scan's dynamic import, so a bundler (scripts/build-aws.ts) registers a
+ * static import per example model folder here, by folder name. The folders' other files (ONNX, JSON) are
+ * still read from BUNDLED_MODELS_DIR, which the bundle carries next to itself.
+ */
+let bundledDefinitions: Record<string, DefinitionImport> | undefined;
+
+export function useBundledDefinitions(definitions: Record<string, DefinitionImport>): void {
+  bundledDefinitions = definitions;
+}
+
 /** A folder that looked like a model but whose definition could not be imported. */
 export interface BrokenModel {
   name: string;
@@ -53,23 +67,32 @@ export class ModelRepository {
 
 /**
  * Discover `<dir>/<name>/model.ts` (or .js) files, each default-exporting a `defineModel(...)`.
- * A definition that fails to import is recorded as broken, not thrown: the other models still serve.
+ * `definitions` (folder name -> import) replaces the scan of `dir`; without both, the bundled examples are used
+ * (statically imported when running from a bundle). A definition that fails to import is recorded as broken,
+ * not thrown: the other models still serve.
  */
-export async function loadModelRepository(options: { dir?: string; metrics?: Metrics; only?: string[] } = {}): Promise<ModelRepository> {
+export async function loadModelRepository(
+  options: { dir?: string; definitions?: Record<string, DefinitionImport>; metrics?: Metrics; only?: string[] } = {},
+): Promise<ModelRepository> {
   const dir = path.resolve(options.dir ?? BUNDLED_MODELS_DIR);
+  const definitions = options.definitions ?? (options.dir === undefined ? bundledDefinitions : undefined);
   const repository = new ModelRepository();
-  const folders = readdirSync(dir, { withFileTypes: true })
-    .filter((entry) => entry.isDirectory() && (!options.only || options.only.includes(entry.name)))
-    .map((entry) => entry.name)
+  const folders = (definitions ? Object.keys(definitions) : readdirSync(dir, { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => entry.name))
+    .filter((name) => !options.only || options.only.includes(name))
     .sort();
   for (const folder of folders) {
     const modelDir = path.join(dir, folder);
-    const file = DEFINITION_FILES.map((name) => path.join(modelDir, name)).find((candidate) => existsSync(candidate));
-    if (!file) continue;
+    let importDefinition = definitions?.[folder];
+    let file = 'model.ts';
+    if (!importDefinition) {
+      const found = DEFINITION_FILES.map((name) => path.join(modelDir, name)).find((candidate) => existsSync(candidate));
+      if (!found) continue;
+      file = path.basename(found);
+      importDefinition = () => import(pathToFileURL(found).href) as Promise<{ default?: unknown }>;
+    }
     try {
-      const module = (await import(pathToFileURL(file).href)) as { default?: ModelDefinition };
-      const definition = module.default;
-      if (!definition || typeof definition.name !== 'string') throw new Error(`${path.basename(file)} has no default export from defineModel()`);
+      const definition = (await importDefinition()).default as ModelDefinition | undefined;
+      if (!definition || typeof definition.name !== 'string') throw new Error(`${file} has no default export from defineModel()`);
       repository.add(new ModelService(definition, modelDir, options.metrics));
     } catch (error) {
       // The first line says what is wrong; the rest (require stacks) would only leak file paths to callers.
