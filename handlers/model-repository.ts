@@ -57,6 +57,7 @@ export class ModelRepository {
 
   /** Load every model's session now (provisioned concurrency, containers); a failed model stays not ready. */
   async preload(): Promise<void> {
+    for (const service of this.list()) service.compileInstanceSchema();
     await Promise.all(this.list().map((service) => service.ready()));
   }
 

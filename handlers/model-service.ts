@@ -2,7 +2,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { InferenceSession } from 'onnxruntime-node';
 import { MicroBatcher, type BatchRunInfo } from './batcher.ts';
-import { InputError, ModelfnError, NotFoundError } from './errors.ts';
+import { InputError, ModelfnError, NotFoundError, UnavailableError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
 import type { ModelDefinition, ModelRunner, TensorMap } from './model-definition.ts';
 import { ModelRuntime, resolveModelFile } from './model-runtime.ts';
@@ -33,8 +33,14 @@ export interface ModelMetadata {
 
 // JSON Schema 2020-12, the draft the definition type documents; lenient about unknown keywords (they may be
 // annotations). unicode: false measures strings by .length: counting code points walks every character of a
-// multi-megabyte base64 field for nothing.
-const ajv = new Ajv2020({ allErrors: false, strict: false, unicode: false, logger: false });
+// multi-megabyte base64 field for nothing. Created on first use: building it compiles the 2020-12 meta-schema
+// (~85 ms), which a cold start that only serves OIP tensors, or a warm-up ping, must not pay.
+let schemaCompiler: Ajv2020 | undefined;
+
+function compileSchema(schema: object): ValidateFunction {
+  schemaCompiler ??= new Ajv2020({ allErrors: false, strict: false, unicode: false, logger: false });
+  return schemaCompiler.compile(schema);
+}
 
 function newTimings(): StageTimings {
   return { cold: false, loadMs: 0, validateMs: 0, preprocessMs: 0, queueMs: 0, runMs: 0, postprocessMs: 0, totalMs: 0, batchRows: 0, batchRequests: 0 };
@@ -50,7 +56,8 @@ function describeSchemaError(prefix: string, error: ErrorObject): string {
 /** One model's pipeline: decode and validate -> preprocess -> run (micro-batched) -> postprocess, each stage timed. */
 export class ModelService {
   readonly runtime: ModelRuntime;
-  private readonly validateInstance: ValidateFunction | undefined;
+  /** The instance schema, compiled on first use (null: the model has none). */
+  private compiledSchema: ValidateFunction | null | undefined;
   private batcher: MicroBatcher | undefined;
   private inferSpec: InferSpec | undefined;
   private initialisedFor: InferenceSession | undefined;
@@ -66,11 +73,33 @@ export class ModelService {
       definition.sessionOptions,
       (ms) => metrics?.modelLoadSeconds.set({ model: definition.name }, ms / 1000),
     );
-    this.validateInstance = definition.instanceSchema ? ajv.compile(definition.instanceSchema) : undefined;
   }
 
   get name(): string {
     return this.definition.name;
+  }
+
+  /** Compile the instance schema now rather than on the first v1 request (preloading containers). */
+  compileInstanceSchema(): boolean {
+    try {
+      void this.validateInstance;
+      return true;
+    } catch {
+      return false; // reported by every request that needs it
+    }
+  }
+
+  private get validateInstance(): ValidateFunction | null {
+    if (this.compiledSchema === undefined) {
+      const schema = this.definition.instanceSchema;
+      try {
+        this.compiledSchema = schema ? compileSchema(schema) : null;
+      } catch (error) {
+        // The definition's fault, not the caller's: the model is not ready to validate (503 naming why).
+        throw new UnavailableError(`model "${this.name}" is not ready: its instanceSchema does not compile: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    return this.compiledSchema;
   }
 
   get version(): string {
@@ -124,8 +153,9 @@ export class ModelService {
    * when it is valid: batch jobs validate record by record so one bad record fails alone.
    */
   instanceError(instance: unknown, where = 'instance'): string | undefined {
-    if (!this.validateInstance || this.validateInstance(instance)) return undefined;
-    return describeSchemaError(where, this.validateInstance.errors![0]!);
+    const validate = this.validateInstance;
+    if (!validate || validate(instance)) return undefined;
+    return describeSchemaError(where, validate.errors![0]!);
   }
 
   /** v2 infer: Open Inference Protocol tensors in and out, checked against the model's own metadata. */

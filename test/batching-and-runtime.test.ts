@@ -169,4 +169,28 @@ describe('model runtime: lazy, single-flight, never a crash', () => {
     expect((await call('POST', '/v2/models/missing/infer', body)).status).toBe(200);
     await repository.dispose();
   });
+
+  it('compiles an instance schema on first use: a broken one makes v1 predict 503 naming it, and tensors still serve', async () => {
+    const dir = writeModelRepository([
+      {
+        name: 'bad-schema',
+        onnx: modelFile,
+        source: `import { Tensor } from 'onnxruntime-node';
+export default {
+  name: 'bad-schema', version: '1', file: 'model.onnx',
+  instanceSchema: { type: 'not-a-json-type' },
+  preprocess: (instances) => ({ x: new Tensor('float32', instances.flatMap((i) => [i.a, i.b]), [instances.length, 2]) }),
+  postprocess: (outputs) => Array.from({ length: outputs.x.dims[0] }, () => ({})),
+};
+`,
+      },
+    ], { insideProject: true });
+    const repository = await loadModelRepository({ dir });
+    const app = createHttpApp({ repository });
+    const predict = await app.handle({ method: 'POST', url: '/v1/models/bad-schema:predict', headers: {}, body: JSON.stringify({ instances: [{ a: 1, b: 2 }] }) });
+    expect(predict.status).toBe(503);
+    expect(JSON.parse(predict.body).error).toMatch(/^model "bad-schema" is not ready: its instanceSchema does not compile: /);
+    expect((await app.handle({ method: 'POST', url: '/v2/models/bad-schema/infer', headers: {}, body })).status).toBe(200);
+    await repository.dispose();
+  });
 });
