@@ -94,13 +94,14 @@ export async function processChunk(service: ModelService, records: readonly Batc
   // Slot per input record, so results and errors come out in input order whatever path each record took.
   const outcomes: (BatchRecordResult | BatchRecordError | undefined)[] = new Array(records.length);
   const valid: number[] = [];
+  const instanceError = await service.instanceCheck();
   for (let index = 0; index < records.length; index++) {
     const record = records[index]!;
     if (record.error !== undefined) {
       outcomes[index] = errorOf(record, record.error);
       continue;
     }
-    const problem = service.instanceError(record.value, label(record));
+    const problem = instanceError(record.value, label(record));
     if (problem) outcomes[index] = errorOf(record, problem);
     else valid.push(index);
   }

@@ -2,7 +2,7 @@
 import { createHttpApp, type HttpApp } from './http-app.ts';
 import { JobService, type JobQueue, type JobSettings, type JobStore } from './jobs.ts';
 import { createLogger, type Logger } from './log.ts';
-import { Metrics } from './metrics.ts';
+import type { Metrics } from './metrics.ts';
 import { loadModelRepository, type ModelRepository } from './model-repository.ts';
 
 export { defineModel } from './model-definition.ts';
@@ -12,7 +12,7 @@ export { InputError, ModelfnError, NotFoundError, PayloadTooLargeError, Unavaila
 export { loadModelRepository, ModelRepository, BUNDLED_MODELS_DIR } from './model-repository.ts';
 export { ModelService, type StageTimings } from './model-service.ts';
 export { processChunk, resultLines, errorLines, CSV_PARSE_OPTIONS, recordFromJsonLine, recordFromCsvRow, csvCell, type BatchRecord, type BatchRecordError, type BatchRecordResult, type ChunkOptions, type ChunkResult, type RecordId } from './batch.ts';
-export { Metrics } from './metrics.ts';
+export type { Metrics } from './metrics.ts';
 export { createLogger, type Logger } from './log.ts';
 export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type DeliveryOutcome, type Job, type JobDelivery, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView, type RunJobsReport } from './jobs.ts';
 export { signWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook.ts';
@@ -25,6 +25,11 @@ export interface CoreConfig {
   preload: boolean;
   bodyLimitBytes?: number;
   jobs?: Partial<JobSettings>;
+  /**
+   * Prometheus metrics (`GET /metrics`); default on. Off, prom-client is never loaded: a function that nothing
+   * scrapes (Lambda) starts faster. `MODELFN_METRICS=0|1` sets it.
+   */
+  metrics?: boolean;
 }
 
 function wholeNumber(env: NodeJS.ProcessEnv, name: string): number | undefined {
@@ -49,12 +54,14 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): CoreConfig 
     preload: /^(1|true|yes)$/i.test(env.MODELFN_PRELOAD ?? ''),
     bodyLimitBytes: wholeNumber(env, 'MODELFN_BODY_LIMIT_BYTES'),
     jobs,
+    ...(env.MODELFN_METRICS && { metrics: /^(1|true|yes)$/i.test(env.MODELFN_METRICS) }),
   };
 }
 
 export interface Core {
   repository: ModelRepository;
-  metrics: Metrics;
+  /** Absent when the config turned metrics off. */
+  metrics?: Metrics;
   logger: Logger;
   http: HttpApp;
   jobs?: JobService;
@@ -66,7 +73,7 @@ export async function createCore(
   options: { logger?: Logger; processMetrics?: boolean; jobs?: { store: JobStore; queue: JobQueue } } = {},
 ): Promise<Core> {
   const logger = options.logger ?? createLogger();
-  const metrics = new Metrics({ processMetrics: options.processMetrics });
+  const metrics = config.metrics === false ? undefined : new (await import('./metrics.ts')).Metrics({ processMetrics: options.processMetrics });
   const repository = await loadModelRepository({ dir: config.modelsDir, metrics });
   for (const broken of repository.broken) logger.error({ model: broken.name, error: broken.error }, 'model definition failed to load');
   if (config.preload) {

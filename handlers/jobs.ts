@@ -3,7 +3,7 @@ import { describeError, InputError, ModelfnError, NotFoundError, UnavailableErro
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { ModelRepository } from './model-repository.ts';
-import type { ModelService } from './model-service.ts';
+import type { InstanceCheck, ModelService } from './model-service.ts';
 import { deliverWebhook } from './webhook.ts';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
@@ -177,10 +177,8 @@ export class JobService {
     if (!Array.isArray(instances) || instances.length === 0) {
       throw new InputError('request body must be an object with a non-empty "instances" array');
     }
-    for (let index = 0; index < instances.length; index++) {
-      const problem = service.instanceError(instances[index], `instances[${index}]`);
-      if (problem) throw new InputError(problem);
-    }
+    const problem = firstInstanceError(await service.instanceCheck(), instances);
+    if (problem) throw new InputError(problem);
     if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 255)) {
       throw new InputError('Idempotency-Key must be 1 to 255 characters');
     }
@@ -344,15 +342,17 @@ export class JobService {
     await Promise.all(
       [...byModel].map(async ([model, group]) => {
         let service: ModelService;
+        let instanceError: InstanceCheck;
         try {
           service = this.repository.get(model);
+          instanceError = await service.instanceCheck();
         } catch (error) {
           for (const job of group) results.set(job, { error });
           return;
         }
         // Instances the schema refuses fail their own job here, cheaply, instead of failing a joint run.
         const valid = group.filter((job) => {
-          const problem = firstInstanceError(service, job.instances!);
+          const problem = firstInstanceError(instanceError, job.instances!);
           if (problem) results.set(job, { error: new InputError(problem) });
           return !problem;
         });
@@ -508,9 +508,9 @@ export class JobService {
   }
 }
 
-function firstInstanceError(service: ModelService, instances: unknown[]): string | undefined {
+function firstInstanceError(instanceError: InstanceCheck, instances: unknown[]): string | undefined {
   for (let index = 0; index < instances.length; index++) {
-    const problem = service.instanceError(instances[index], `instances[${index}]`);
+    const problem = instanceError(instances[index], `instances[${index}]`);
     if (problem) return problem;
   }
   return undefined;

@@ -57,8 +57,8 @@ export class ModelRepository {
 
   /** Load every model's session now (provisioned concurrency, containers); a failed model stays not ready. */
   async preload(): Promise<void> {
-    for (const service of this.list()) service.compileInstanceSchema();
-    await Promise.all(this.list().map((service) => service.ready()));
+    // A schema that does not compile is reported by every v1 request that needs it; preloading goes on.
+    await Promise.all(this.list().map((service) => Promise.all([service.ready(), service.instanceCheck().catch(() => undefined)])));
   }
 
   async dispose(): Promise<void> {

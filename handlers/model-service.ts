@@ -1,4 +1,3 @@
-import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { InferenceSession } from 'onnxruntime-node';
 import { MicroBatcher, type BatchRunInfo } from './batcher.ts';
@@ -31,16 +30,21 @@ export interface ModelMetadata {
   outputs: TensorSpec[];
 }
 
+/** Why one v1 instance fails the model's schema (the message names `where` and the field), or undefined when valid. */
+export type InstanceCheck = (instance: unknown, where?: string) => string | undefined;
+
 // JSON Schema 2020-12, the draft the definition type documents; lenient about unknown keywords (they may be
 // annotations). unicode: false measures strings by .length: counting code points walks every character of a
-// multi-megabyte base64 field for nothing. Created on first use: building it compiles the 2020-12 meta-schema
-// (~85 ms), which a cold start that only serves OIP tensors, or a warm-up ping, must not pay.
-let schemaCompiler: Ajv2020 | undefined;
+// multi-megabyte base64 field for nothing. Ajv is imported and built on first use: its code and the 2020-12
+// meta-schema it compiles cost a Lambda cold start ~100 ms that an OIP-only request or a warm-up ping must not pay.
+let schemaCompiler: Promise<import('ajv/dist/2020.js').Ajv2020> | undefined;
 
-function compileSchema(schema: object): ValidateFunction {
-  schemaCompiler ??= new Ajv2020({ allErrors: false, strict: false, unicode: false, logger: false });
-  return schemaCompiler.compile(schema);
+async function compileSchema(schema: object): Promise<ValidateFunction> {
+  schemaCompiler ??= import('ajv/dist/2020.js').then(({ Ajv2020 }) => new Ajv2020({ allErrors: false, strict: false, unicode: false, logger: false }));
+  return (await schemaCompiler).compile(schema);
 }
+
+const acceptEverything: InstanceCheck = () => undefined;
 
 function newTimings(): StageTimings {
   return { cold: false, loadMs: 0, validateMs: 0, preprocessMs: 0, queueMs: 0, runMs: 0, postprocessMs: 0, totalMs: 0, batchRows: 0, batchRequests: 0 };
@@ -56,8 +60,7 @@ function describeSchemaError(prefix: string, error: ErrorObject): string {
 /** One model's pipeline: decode and validate -> preprocess -> run (micro-batched) -> postprocess, each stage timed. */
 export class ModelService {
   readonly runtime: ModelRuntime;
-  /** The instance schema, compiled on first use (null: the model has none). */
-  private compiledSchema: ValidateFunction | null | undefined;
+  private instanceCheckReady: Promise<InstanceCheck> | undefined;
   private batcher: MicroBatcher | undefined;
   private inferSpec: InferSpec | undefined;
   private initialisedFor: InferenceSession | undefined;
@@ -79,27 +82,26 @@ export class ModelService {
     return this.definition.name;
   }
 
-  /** Compile the instance schema now rather than on the first v1 request (preloading containers). */
-  compileInstanceSchema(): boolean {
-    try {
-      void this.validateInstance;
-      return true;
-    } catch {
-      return false; // reported by every request that needs it
-    }
+  /**
+   * The model's instance check, its schema compiled on first use (once per process). Batch and jobs validate
+   * record by record with it, so one bad record fails alone. A schema that does not compile is the
+   * definition's fault: the model is "not ready" for v1 (503 naming why); tensors still serve.
+   */
+  instanceCheck(): Promise<InstanceCheck> {
+    this.instanceCheckReady ??= this.compileInstanceCheck();
+    return this.instanceCheckReady;
   }
 
-  private get validateInstance(): ValidateFunction | null {
-    if (this.compiledSchema === undefined) {
-      const schema = this.definition.instanceSchema;
-      try {
-        this.compiledSchema = schema ? compileSchema(schema) : null;
-      } catch (error) {
-        // The definition's fault, not the caller's: the model is not ready to validate (503 naming why).
-        throw new UnavailableError(`model "${this.name}" is not ready: its instanceSchema does not compile: ${error instanceof Error ? error.message : String(error)}`);
-      }
+  private async compileInstanceCheck(): Promise<InstanceCheck> {
+    const schema = this.definition.instanceSchema;
+    if (!schema) return acceptEverything;
+    let validate: ValidateFunction;
+    try {
+      validate = await compileSchema(schema);
+    } catch (error) {
+      throw new UnavailableError(`model "${this.name}" is not ready: its instanceSchema does not compile: ${error instanceof Error ? error.message : String(error)}`);
     }
-    return this.compiledSchema;
+    return (instance, where = 'instance') => (validate(instance) ? undefined : describeSchemaError(where, validate.errors![0]!));
   }
 
   get version(): string {
@@ -120,8 +122,9 @@ export class ModelService {
     if (!Array.isArray(instances) || instances.length === 0) {
       throw new InputError('request body must be an object with a non-empty "instances" array');
     }
+    const instanceError = await this.instanceCheck();
     for (let index = 0; index < instances.length; index++) {
-      const problem = this.instanceError(instances[index], `instances[${index}]`);
+      const problem = instanceError(instances[index], `instances[${index}]`);
       if (problem) throw new InputError(problem);
     }
     timings.validateMs = performance.now() - mark;
@@ -146,16 +149,6 @@ export class ModelService {
     }
     timings.totalMs = performance.now() - started;
     return { predictions, timings };
-  }
-
-  /**
-   * Why one v1 instance fails the model's schema (the message names `where` and the field), or undefined
-   * when it is valid: batch jobs validate record by record so one bad record fails alone.
-   */
-  instanceError(instance: unknown, where = 'instance'): string | undefined {
-    const validate = this.validateInstance;
-    if (!validate || validate(instance)) return undefined;
-    return describeSchemaError(where, validate.errors![0]!);
   }
 
   /** v2 infer: Open Inference Protocol tensors in and out, checked against the model's own metadata. */

@@ -11,7 +11,7 @@
  *   package (vad: `@ricky0123/vad-web`) to `node_modules/<package>/`, where the runtime resolves them.
  */
 import { build, type Plugin } from 'esbuild';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -225,6 +225,7 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
   }
   await repository.dispose();
 
+  if (process.env.MODELFN_BUILD_METAFILE) writeFileSync(process.env.MODELFN_BUILD_METAFILE, JSON.stringify(result.metafile));
   const outputs = result.metafile.outputs;
   const bundles = Object.keys(outputs).reduce((sum, file) => sum + statSync(file).size, 0);
   const staticClosure = (file: string, seen = new Set<string>()): Set<string> => {

@@ -72,6 +72,7 @@ beforeAll(async () => {
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
     MODELFN_S3_FORCE_PATH_STYLE: '1',
+    MODELFN_METRICS: '1', // the tests count tensor runs in the Prometheus metrics (off by default on Lambda)
     MODELFN_JOBS_BUCKET: BUCKET,
     MODELFN_MODELS_DIR: modelsDir,
     MODELFN_JOB_MAX_ATTEMPTS: '2',
@@ -123,7 +124,7 @@ async function pollBatch(max = 20) {
 }
 
 async function rowsPerRun(model: string): Promise<{ runs: number; rows: number }> {
-  const text = (await core.metrics.text()).body;
+  const text = (await core.metrics!.text()).body;
   const read = (name: string) => Number(new RegExp(`^modelfn_batch_rows_${name}\\{model="${model}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
   return { runs: read('count'), rows: read('sum') };
 }

@@ -51,6 +51,7 @@ beforeAll(async () => {
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
     MODELFN_S3_FORCE_PATH_STYLE: '1',
+    MODELFN_METRICS: '1', // the tests count tensor runs in the Prometheus metrics (off by default on Lambda)
     MODELFN_JOBS_BUCKET: BUCKET,
     MODELFN_JOBS_MAX_RECEIVES: String(MAX_RECEIVES),
     MODELFN_WEBHOOK_SECRET: SECRET,
@@ -104,7 +105,7 @@ async function storedJob(id: string): Promise<Job | undefined> {
 }
 
 async function batchRuns(): Promise<{ runs: number; rows: number }> {
-  const text = (await core.metrics.text()).body;
+  const text = (await core.metrics!.text()).body;
   const read = (name: string) => Number(new RegExp(`^modelfn_batch_rows_${name}\\{model="anomaly"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
   return { runs: read('count'), rows: read('sum') };
 }

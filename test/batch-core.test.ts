@@ -74,7 +74,7 @@ describe('processChunk', () => {
 
   it('lets errors that are not about the input propagate (the caller treats them as fatal)', async () => {
     const broken = {
-      instanceError: () => undefined,
+      instanceCheck: async () => () => undefined,
       predict: () => Promise.reject(new UnavailableError('model x is not ready: model file not found')),
     } as unknown as ModelService;
     await expect(processChunk(broken, [goodRecord(0), goodRecord(1)])).rejects.toThrow(/not ready/);

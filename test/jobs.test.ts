@@ -94,7 +94,7 @@ describe('asynchronous jobs on the local server', () => {
       for (let waited = 0; queue.depth > 0 && waited < 20_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
       const jobs = await Promise.all(submitted.map(({ job }) => core.jobs!.get(job.id)));
       expect(jobs.every((job) => job.status === 'succeeded')).toBe(true);
-      const metrics = await core.metrics.text();
+      const metrics = await core.metrics!.text();
       const runs = Number(/^modelfn_batch_requests_count\{model="anomaly"\} (\d+)/m.exec(metrics.body)![1]);
       const stacked = Number(/^modelfn_batch_requests_sum\{model="anomaly"\} (\d+)/m.exec(metrics.body)![1]);
       expect(stacked).toBe(60);

@@ -51,7 +51,9 @@ function jobPortsFromEnv(env: NodeJS.ProcessEnv = process.env): { store: JobStor
 }
 
 // Created once per execution environment and kept across invocations: outside the handler, on first use.
-export const container = new Container(async () => createCore(configFromEnv(), { logger, jobs: jobPortsFromEnv() }));
+// Prometheus metrics are off unless MODELFN_METRICS=1: nothing scrapes a function, and prom-client would cost
+// every cold start its load time.
+export const container = new Container(async () => createCore({ metrics: false, ...configFromEnv() }, { logger, jobs: jobPortsFromEnv() }));
 
 export function lambdaHandler<TEvent, TResult>(handle: (event: TEvent, context: InvocationContext) => Promise<TResult>) {
   type Middleware = MiddlewareObj<TEvent, TResult | WarmupResult, Error, InvocationContext>;
