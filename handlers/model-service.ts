@@ -40,7 +40,11 @@ export type InstanceCheck = (instance: unknown, where?: string) => string | unde
 let schemaCompiler: Promise<import('ajv/dist/2020.js').Ajv2020> | undefined;
 
 async function compileSchema(schema: object): Promise<ValidateFunction> {
-  schemaCompiler ??= import('ajv/dist/2020.js').then(({ Ajv2020 }) => new Ajv2020({ allErrors: false, strict: false, unicode: false, logger: false }));
+  schemaCompiler ??= import('ajv/dist/2020.js').then((module) => {
+    // Node names the CommonJS export Ajv2020; a bundle's CommonJS interop (esbuild) may give only `default`.
+    const Ajv2020 = module.Ajv2020 ?? (module.default as unknown as typeof module).Ajv2020 ?? module.default;
+    return new Ajv2020({ allErrors: false, strict: false, unicode: false, logger: false });
+  });
   return (await schemaCompiler).compile(schema);
 }
 
