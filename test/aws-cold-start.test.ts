@@ -43,6 +43,25 @@ describe('cold starts', () => {
     expect(second.headers['server-timing']).toMatch(/^warm;dur=0, validate;dur=/);
   });
 
+  it('the invocation log line says cold, the init time and the model load time, on the invocation that paid them', async () => {
+    const aws = await newEnvironment({});
+    const info = vi.spyOn(aws.loggerForTests, 'info');
+    try {
+      await infer(aws);
+      await infer(aws);
+      const lines = info.mock.calls.filter((args) => args[1] === 'invocation').map((args) => args[0] as Record<string, unknown>);
+      expect(lines).toEqual([
+        expect.objectContaining({ event: 'function-url', cold: true, initMs: expect.any(Number), modelLoadMs: { anomaly: expect.any(Number) }, status: 200 }),
+        expect.objectContaining({ event: 'function-url', cold: false, status: 200 }),
+      ]);
+      expect(lines[1]).not.toHaveProperty('modelLoadMs');
+      expect(lines[1]).not.toHaveProperty('initMs');
+      expect((lines[0]!.modelLoadMs as { anomaly: number }).anomaly).toBeGreaterThan(0);
+    } finally {
+      info.mockRestore();
+    }
+  });
+
   it('concurrent first invocations share one core and one model load', async () => {
     const aws = await newEnvironment({});
     const answers = await Promise.all(Array.from({ length: 8 }, () => infer(aws)));

@@ -11,6 +11,8 @@ export interface Invocation {
   event?: string;
   /** Time spent creating the core, on the first invocation that used it. */
   initMs?: number;
+  /** Models whose session was already loaded when the invocation began (to tell which this one loaded). */
+  loadedBefore?: Set<string>;
 }
 
 /** The Lambda context, carrying this invocation's record from the middleware to the handler (middy's way). */
@@ -32,13 +34,14 @@ export function invocation(options: { container: Container; logger: Logger }): M
       event: record.event ?? 'unknown',
       cold: record.cold,
       ...(record.initMs !== undefined && { initMs: round(record.initMs) }),
+      ...modelLoads(container, record),
       ms: round(performance.now() - record.started),
     };
   };
   return {
     name: 'modelfn-invocation',
     before(request) {
-      request.context.modelfn = { cold: container.beginInvocation(), started: performance.now() };
+      request.context.modelfn = { cold: container.beginInvocation(), started: performance.now(), loadedBefore: loadedModels(container) };
     },
     after(request) {
       const response = request.response as { statusCode?: unknown } | undefined;
@@ -48,6 +51,17 @@ export function invocation(options: { container: Container; logger: Logger }): M
       logger.error({ ...fields(request.context), error: request.error?.message }, 'invocation failed');
     },
   };
+}
+
+function loadedModels(container: Container): Set<string> {
+  return new Set(container.current?.repository.list().filter((service) => service.runtime.state === 'ready').map((service) => service.name));
+}
+
+/** `modelLoadMs: {model: ms}` for the sessions this invocation loaded, whatever the trigger. */
+function modelLoads(container: Container, record: Invocation): { modelLoadMs?: Record<string, number> } {
+  const loaded = container.current?.repository.list().filter((service) => service.runtime.state === 'ready' && !record.loadedBefore?.has(service.name) && service.runtime.loadMs !== undefined);
+  if (!loaded?.length) return {};
+  return { modelLoadMs: Object.fromEntries(loaded.map((service) => [service.name, round(service.runtime.loadMs!)])) };
 }
 
 function round(ms: number): number {
