@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import FindMyWay from 'find-my-way';
+import { addRoute, createRouter, findRoute, type RouterContext } from 'rou3';
 import { describeError, InputError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from './errors.ts';
 import type { JobService } from './jobs.ts';
 import type { Logger } from './log.ts';
@@ -53,8 +53,10 @@ interface RouteResult {
 
 type RouteHandler = (context: RouteContext) => Promise<RouteResult> | RouteResult;
 
-interface RouteStore {
+interface Route {
+  /** The route's pattern as metrics label it. */
   pattern: string;
+  handler: RouteHandler;
 }
 
 /**
@@ -64,9 +66,10 @@ interface RouteStore {
 export function createHttpApp(options: HttpAppOptions) {
   const { repository, metrics, logger } = options;
   const bodyLimitBytes = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
-  const router = FindMyWay({ ignoreTrailingSlash: true, ignoreDuplicateSlashes: true });
+  // rou3: small, so a Lambda cold start pays little for it; one trailing slash is ignored, `\\:` is a literal colon.
+  const router = createRouter<Route>();
   const route = (method: 'GET' | 'POST', pattern: string, handler: RouteHandler) =>
-    router.on(method, pattern, handler as never, { pattern } satisfies RouteStore);
+    addRoute(router, method, pattern, { pattern: pattern.replaceAll('\\', ''), handler });
 
   const modelOf = (context: RouteContext) => {
     const service = repository.get(context.params.name!);
@@ -109,7 +112,7 @@ export function createHttpApp(options: HttpAppOptions) {
     });
   }
 
-  route('POST', '/v1/models/:name(^[^:/]+)::predict', async (context) => {
+  route('POST', '/v1/models/:name\\:predict', async (context) => {
     const service = modelOf(context);
     const body = parseJsonBody(context.request);
     const instances = isObject(body) ? body.instances : undefined;
@@ -161,9 +164,9 @@ export function createHttpApp(options: HttpAppOptions) {
     const queryAt = request.url.indexOf('?');
     const path = queryAt === -1 ? request.url : request.url.slice(0, queryAt);
     const method = request.method.toUpperCase();
-    const found = router.find(method === 'HEAD' ? 'GET' : (method as 'GET'), path);
-    const pattern = found ? (found.store as RouteStore).pattern : 'unmatched';
-    const context: RouteContext = { params: (found?.params ?? {}) as Record<string, string>, request };
+    const found = lookup(router, method === 'HEAD' ? 'GET' : method, path);
+    const pattern = found ? found.data.pattern : 'unmatched';
+    const context: RouteContext = { params: found?.params ?? {}, request };
 
     let status: number;
     let payload: string;
@@ -171,7 +174,7 @@ export function createHttpApp(options: HttpAppOptions) {
     const headers: Record<string, string> = {};
     try {
       if (!found) throw notFoundOrWrongMethod(router, method, path);
-      const result = await (found.handler as unknown as RouteHandler)(context);
+      const result = await found.data.handler(context);
       status = result.status ?? 200;
       if (result.headers) Object.assign(headers, result.headers);
       if (result.contentType) {
@@ -217,8 +220,26 @@ export function createHttpApp(options: HttpAppOptions) {
 
 export type HttpApp = ReturnType<typeof createHttpApp>;
 
-function notFoundOrWrongMethod(router: FindMyWay.Instance<FindMyWay.HTTPVersion.V1>, method: string, path: string): Error {
-  const allowed = (['GET', 'POST'] as const).filter((other) => other !== method && router.find(other, path));
+/** The route for a path as clients send it: duplicate slashes folded, params percent-decoded. */
+function lookup(router: RouterContext<Route>, method: string, path: string): { data: Route; params: Record<string, string> } | undefined {
+  const found = findRoute(router, method, path.includes('//') ? path.replace(/\/{2,}/g, '/') : path);
+  if (!found) return undefined;
+  const params: Record<string, string> = {};
+  for (const [name, value] of Object.entries(found.params ?? {})) params[name] = decodePathSegment(value);
+  return { data: found.data, params };
+}
+
+function decodePathSegment(value: string): string {
+  if (!value.includes('%')) return value;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value; // malformed: kept as sent, so it names no model or job and answers 404
+  }
+}
+
+function notFoundOrWrongMethod(router: RouterContext<Route>, method: string, path: string): Error {
+  const allowed = (['GET', 'POST'] as const).filter((other) => other !== method && lookup(router, other, path));
   if (allowed.length > 0) {
     return new MethodNotAllowedError(`method ${method} is not allowed on ${path}; use ${allowed.join(' or ')}`, allowed);
   }
