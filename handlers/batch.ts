@@ -111,7 +111,7 @@ export async function processChunk(service: ModelService, records: readonly Batc
     let predictions: unknown[] | undefined;
     try {
       predictCalls++;
-      predictions = (await service.predict(valid.map((index) => records[index]!.value))).predictions;
+      predictions = (await service.predict(valid.map((index) => records[index]!.value), { validated: true })).predictions;
     } catch (error) {
       if (!(error instanceof InputError)) throw error;
       if (valid.length === 1) {
@@ -122,7 +122,7 @@ export async function processChunk(service: ModelService, records: readonly Batc
           const record = records[index]!;
           try {
             predictCalls++;
-            outcomes[index] = resultOf(record, (await service.predict([record.value])).predictions[0]);
+            outcomes[index] = resultOf(record, (await service.predict([record.value], { validated: true })).predictions[0]);
           } catch (single) {
             if (!(single instanceof InputError)) throw single;
             outcomes[index] = errorOf(record, relabel(single.message, label(record)));

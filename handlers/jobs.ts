@@ -367,7 +367,7 @@ export class JobService {
     const instances = run.length === 1 ? run[0]!.instances! : run.flatMap((job) => job.instances!);
     try {
       report.predictCalls++;
-      const { predictions, timings } = await service.predict(instances);
+      const { predictions, timings } = await service.predict(instances, { validated: true });
       if (timings.cold) report.loads.push({ model: service.name, loadMs: timings.loadMs });
       let offset = 0;
       for (const job of run) {

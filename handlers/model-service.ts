@@ -113,7 +113,11 @@ export class ModelService {
   }
 
   /** v1 predict: `instances` through the model's own validation and pre/post processing. */
-  async predict(instances: unknown): Promise<{ predictions: unknown[]; timings: StageTimings }> {
+  /**
+   * v1 predict. `options.validated`: the caller has already run every instance through `instanceCheck()`
+   * (batch chunks and job batches check record by record, so a bad record fails alone) — not checked twice.
+   */
+  async predict(instances: unknown, options: { validated?: boolean } = {}): Promise<{ predictions: unknown[]; timings: StageTimings }> {
     const { definition } = this;
     if (!definition.predict && !definition.preprocess) {
       throw new NotFoundError(`model "${this.name}" defines no v1 pre/post processing; use POST /v2/models/${this.name}/infer`);
@@ -126,10 +130,12 @@ export class ModelService {
     if (!Array.isArray(instances) || instances.length === 0) {
       throw new InputError('request body must be an object with a non-empty "instances" array');
     }
-    const instanceError = await this.instanceCheck();
-    for (let index = 0; index < instances.length; index++) {
-      const problem = instanceError(instances[index], `instances[${index}]`);
-      if (problem) throw new InputError(problem);
+    if (!options.validated) {
+      const instanceError = await this.instanceCheck();
+      for (let index = 0; index < instances.length; index++) {
+        const problem = instanceError(instances[index], `instances[${index}]`);
+        if (problem) throw new InputError(problem);
+      }
     }
     timings.validateMs = performance.now() - mark;
 
