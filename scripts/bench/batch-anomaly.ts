@@ -16,7 +16,7 @@ import { median, REPO_ROOT } from './support.ts';
 
 const ROOT = fileURLToPath(REPO_ROOT);
 const ROWS = 1_000_000;
-const rounds = Number(process.env.BENCH_BATCH_ROUNDS ?? 3);
+const rounds = Number(process.env.BENCH_BATCH_ROUNDS ?? 5);
 const naiveRows = Number(process.env.BENCH_NAIVE_ROWS ?? 100_000);
 const timeBinary = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 
