@@ -6,23 +6,24 @@
  * and sqs-jobs.ts), S3 and SQS on fauxqs 1.9.2 (127.0.0.1), real onnxruntime with throwaway models.
  * No Lambda runtime or event source mapping: test/support/sqs-events.ts plays the latter.
  */
-import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Core, Job } from '../handlers/index.ts';
 import { httpApiV2Event, lambdaContext, readResult } from './support/aws-events.ts';
 import { identityModel, writeModelRepository } from './support/onnx-models.ts';
-import { pollOnce, receive, startFauxqs } from './support/sqs-events.ts';
+import { startAwsJobsWorld, type AwsJobsWorld, type QueueRef } from './support/aws-jobs-world.ts';
+import { pollOnce, receive } from './support/sqs-events.ts';
 
 const BUCKET = 'modelfn-jobs-batching';
-let fauxqs: Awaited<ReturnType<typeof startFauxqs>>;
+let world: AwsJobsWorld;
 let s3: S3Client;
 let sqs: SQSClient;
-let queue: { url: string; arn: string };
-let http$: typeof import('../adapters/aws/handler.ts');
-let worker: typeof import('../adapters/aws/sqs-jobs.ts');
-let environment: typeof import('../adapters/aws/environment.ts');
+let queue: QueueRef;
+let http$: AwsJobsWorld['http'];
+let worker: AwsJobsWorld['worker'];
+let environment: AwsJobsWorld['environment'];
 let core: Core;
 
 // `pairs`: {a, b} -> the same back through an Identity model on [batch, 2], at most 4 rows a run. An instance
@@ -65,39 +66,16 @@ beforeAll(async () => {
     ],
     { insideProject: true },
   );
-  fauxqs = await startFauxqs();
-  Object.assign(process.env, {
-    AWS_ENDPOINT_URL: fauxqs.endpoint,
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'test',
-    AWS_SECRET_ACCESS_KEY: 'test',
-    MODELFN_S3_FORCE_PATH_STYLE: '1',
-    MODELFN_METRICS: '1', // the tests count tensor runs in the Prometheus metrics (off by default on Lambda)
-    MODELFN_JOBS_BUCKET: BUCKET,
-    MODELFN_MODELS_DIR: modelsDir,
-    MODELFN_JOB_MAX_ATTEMPTS: '2',
-    MODELFN_JOB_RETRY_BASE_MS: '20',
+  world = await startAwsJobsWorld({
+    bucket: BUCKET,
+    env: { MODELFN_MODELS_DIR: modelsDir, MODELFN_JOB_MAX_ATTEMPTS: '2', MODELFN_JOB_RETRY_BASE_MS: '20' },
+    makeQueue: (createQueue) => createQueue('modelfn-jobs-batching'),
   });
-  delete process.env.MODELFN_PRELOAD;
-  s3 = new S3Client({ forcePathStyle: true });
-  sqs = new SQSClient({});
-  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: 'modelfn-jobs-batching' }));
-  const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
-  queue = { url: QueueUrl!, arn: Attributes!.QueueArn! };
-  process.env.MODELFN_JOBS_QUEUE_URL = queue.url;
-  http$ = await import('../adapters/aws/handler.ts');
-  worker = await import('../adapters/aws/sqs-jobs.ts');
-  environment = await import('../adapters/aws/environment.ts');
-  core = await environment.container.get();
+  ({ s3, sqs, queue, http: http$, worker, environment, core } = world);
 });
 
 afterAll(async () => {
-  await core?.repository.dispose();
-  s3?.destroy();
-  sqs?.destroy();
-  (await import('../adapters/aws/clients.ts')).resetClientsForTests();
-  await fauxqs?.stop();
+  await world?.stop();
 });
 
 async function submit(model: string, instances: unknown[]): Promise<string> {
@@ -123,11 +101,7 @@ async function pollBatch(max = 20) {
   }
 }
 
-async function rowsPerRun(model: string): Promise<{ runs: number; rows: number }> {
-  const text = (await core.metrics!.text()).body;
-  const read = (name: string) => Number(new RegExp(`^modelfn_batch_rows_${name}\\{model="${model}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
-  return { runs: read('count'), rows: read('sum') };
-}
+const rowsPerRun = (model: string) => world.tensorRuns(model);
 
 const pair = (n: number) => ({ a: n, b: n + 0.5 });
 

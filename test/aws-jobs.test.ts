@@ -11,8 +11,8 @@
  * ignores the header): for the race between submits with one Idempotency-Key, a client middleware answers
  * the conditional PUT of an existing key with S3's documented 412, as S3 would; everything else there is real.
  */
-import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, GetQueueAttributesCommand, PurgeQueueCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { PurgeQueueCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,67 +21,47 @@ import type { Core, Job } from '../handlers/index.ts';
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhook } from '../handlers/webhook.ts';
 import { generateUserDays, toFeatures } from '../scripts/anomaly-data.ts';
 import { fixture, httpApiV2Event, lambdaContext, readResult } from './support/aws-events.ts';
-import { pollOnce, receive, startFauxqs } from './support/sqs-events.ts';
+import { startAwsJobsWorld, type AwsJobsWorld, type QueueRef } from './support/aws-jobs-world.ts';
+import { pollOnce, receive } from './support/sqs-events.ts';
 
 const SECRET = 'aws-jobs-webhook-secret';
 const BUCKET = 'modelfn-jobs-test';
 const MAX_RECEIVES = 3;
 
-let fauxqs: Awaited<ReturnType<typeof startFauxqs>>;
+let world: AwsJobsWorld;
 let s3: S3Client;
 let sqs: SQSClient;
-let queue: { url: string; arn: string };
-let dlq: { url: string; arn: string };
-let http$: typeof import('../adapters/aws/handler.ts');
-let worker: typeof import('../adapters/aws/sqs-jobs.ts');
-let environment: typeof import('../adapters/aws/environment.ts');
+let queue: QueueRef;
+let dlq: QueueRef;
+let http$: AwsJobsWorld['http'];
+let worker: AwsJobsWorld['worker'];
+let environment: AwsJobsWorld['environment'];
 let core: Core;
 
-async function createQueue(name: string, attributes: Record<string, string> = {}) {
-  const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }));
-  const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
-  return { url: QueueUrl!, arn: Attributes!.QueueArn! };
-}
-
 beforeAll(async () => {
-  fauxqs = await startFauxqs();
-  Object.assign(process.env, {
-    AWS_ENDPOINT_URL: fauxqs.endpoint,
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'test',
-    AWS_SECRET_ACCESS_KEY: 'test',
-    MODELFN_S3_FORCE_PATH_STYLE: '1',
-    MODELFN_METRICS: '1', // the tests count tensor runs in the Prometheus metrics (off by default on Lambda)
-    MODELFN_JOBS_BUCKET: BUCKET,
-    MODELFN_JOBS_MAX_RECEIVES: String(MAX_RECEIVES),
-    MODELFN_WEBHOOK_SECRET: SECRET,
-    // First webhook retry after 1–2 s: a delay SQS must hold (DelaySeconds 1 or 2), short enough for a test.
-    MODELFN_WEBHOOK_RETRY_BASE_MS: '2000',
+  world = await startAwsJobsWorld({
+    bucket: BUCKET,
+    env: {
+      MODELFN_JOBS_MAX_RECEIVES: String(MAX_RECEIVES),
+      MODELFN_WEBHOOK_SECRET: SECRET,
+      // First webhook retry after 1–2 s: a delay SQS must hold (DelaySeconds 1 or 2), short enough for a test.
+      MODELFN_WEBHOOK_RETRY_BASE_MS: '2000',
+    },
+    // As serverless.yml makes it: 256 KiB messages, redrive to the DLQ after MAX_RECEIVES receives.
+    makeQueue: async (createQueue) => {
+      dlq = await createQueue('modelfn-jobs-dlq');
+      return createQueue('modelfn-jobs', {
+        MaximumMessageSize: '262144',
+        VisibilityTimeout: '30',
+        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: MAX_RECEIVES }),
+      });
+    },
   });
-  delete process.env.MODELFN_PRELOAD;
-  s3 = new S3Client({ forcePathStyle: true });
-  sqs = new SQSClient({});
-  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  dlq = await createQueue('modelfn-jobs-dlq');
-  // As serverless.yml makes it: 256 KiB messages, redrive to the DLQ after MAX_RECEIVES receives.
-  queue = await createQueue('modelfn-jobs', {
-    MaximumMessageSize: '262144',
-    VisibilityTimeout: '30',
-    RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: MAX_RECEIVES }),
-  });
-  process.env.MODELFN_JOBS_QUEUE_URL = queue.url;
-  http$ = await import('../adapters/aws/handler.ts');
-  worker = await import('../adapters/aws/sqs-jobs.ts');
-  environment = await import('../adapters/aws/environment.ts');
-  core = await environment.container.get();
+  ({ s3, sqs, queue, http: http$, worker, environment, core } = world);
 });
 
 afterAll(async () => {
-  await core?.repository.dispose();
-  s3?.destroy();
-  sqs?.destroy();
-  (await import('../adapters/aws/clients.ts')).resetClientsForTests();
-  await fauxqs?.stop();
+  await world?.stop();
 });
 
 async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
@@ -104,11 +84,7 @@ async function storedJob(id: string): Promise<Job | undefined> {
   }
 }
 
-async function batchRuns(): Promise<{ runs: number; rows: number }> {
-  const text = (await core.metrics!.text()).body;
-  const read = (name: string) => Number(new RegExp(`^modelfn_batch_rows_${name}\\{model="anomaly"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
-  return { runs: read('count'), rows: read('sum') };
-}
+const batchRuns = () => world.tensorRuns('anomaly');
 
 const instancesOf = (count: number, seed: number) => generateUserDays(count, seed).map((day, i) => ({ id: `s${seed}-${i}`, ...toFeatures(day) }));
 

@@ -27,6 +27,7 @@ import { parse as parseYaml } from 'yaml';
 import { configFromEnv, createCore, type Core } from '../handlers/index.ts';
 import { generateUserDays, toFeatures } from '../scripts/anomaly-data.ts';
 import { lambdaContext } from './support/aws-events.ts';
+import { parseJsonLines, type ErrorLine, type OutputLine } from './support/batch-output.ts';
 
 // aws-local-stepfunctions 3 uses Promise.withResolvers (Node 22); Node 20 lacks it.
 const promiseStatics = Promise as unknown as { withResolvers?: <T>() => { promise: Promise<T>; resolve: (value: T) => void; reject: (reason: unknown) => void } };
@@ -297,19 +298,9 @@ async function keysUnder(prefix: string): Promise<string[]> {
 
 async function jsonLinesOf<T>(key: string): Promise<T[]> {
   const text = await (await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body!.transformToString();
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as T);
+  return parseJsonLines<T>(text);
 }
 
-interface OutputLine {
-  id: string | number;
-  line: number;
-  prediction: { score: number; anomaly: boolean };
-}
-interface ErrorLine {
-  line: number;
-  id?: string | number;
-  error: string;
-}
 
 /** Every result and error line of a fan-out run, from its part files. */
 async function partsOf(partsPrefix: string): Promise<{ results: OutputLine[]; errors: ErrorLine[]; keys: string[] }> {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FEATURE_NAMES, generateUserDays, toFeatures, type UserDayFeatures } from '../scripts/anomaly-data.ts';
 import { REPO_ROOT } from './support/server-process.ts';
+import { parseJsonLines, type ErrorLine, type OutputLine } from './support/batch-output.ts';
 
 let dir: string;
 
@@ -39,19 +40,7 @@ function startBatch(args: string[]): { child: ChildProcess; done: Promise<Outcom
 
 const batch = (...args: string[]) => startBatch(args).done;
 const file = (name: string) => path.join(dir, name);
-const jsonLines = <T>(name: string): T[] =>
-  existsSync(name) ? readFileSync(name, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as T) : [];
-
-interface OutputLine {
-  id: string | number;
-  line: number;
-  prediction: { score: number; anomaly: boolean };
-}
-interface ErrorLine {
-  line: number;
-  id?: string | number;
-  error: string;
-}
+const jsonLines = <T>(name: string): T[] => (existsSync(name) ? parseJsonLines<T>(readFileSync(name, 'utf8')) : []);
 
 const rowsOf = (count: number, seed: number) => generateUserDays(count, seed).map((day, i) => ({ id: `u${i + 1}`, ...toFeatures(day) }));
 
