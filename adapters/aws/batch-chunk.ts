@@ -6,7 +6,7 @@ import { clearOutputs, NDJSON } from './batch/s3-io.ts';
 import { batchSettings, type BatchSettings } from './batch/settings.ts';
 import { s3Client } from './clients.ts';
 import { coreFor, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
-import { isRecord } from './http/index.ts';
+import { describeEvent, isRecord } from './events.ts';
 import type { InvocationContext } from './invocation.ts';
 
 /**
@@ -67,7 +67,7 @@ const describe = (value: unknown) => (value === null ? 'null' : Array.isArray(va
 /** The batch request, checked field by field; BatchChunkInputError names the first problem. */
 function itemBatchOf(event: Record<string, unknown>, settings: BatchSettings): { batch: ItemBatch; plan: FilePlan } {
   const { Items: items, BatchInput: input } = event;
-  if (items === undefined) throw new BatchChunkInputError(`malformed item batch: no "Items" (expected {"Items": [{"index", "value"}…], "BatchInput": {…}} or {"Plan": {"key"}}), got keys [${Object.keys(event).join(',')}]`);
+  if (items === undefined) throw new BatchChunkInputError(`malformed item batch: no "Items" (expected {"Items": [{"index", "value"}…], "BatchInput": {…}} or {"Plan": {"key"}}), got ${describeEvent(event)}`);
   if (!Array.isArray(items)) throw new BatchChunkInputError(`malformed item batch: "Items" must be an array, got ${describe(items)}`);
   if (!isRecord(input)) throw new BatchChunkInputError(`malformed item batch: "BatchInput" must be an object, got ${describe(input)}`);
   for (const field of ['source', 'model', 'format', 'partsPrefix'] as const) {

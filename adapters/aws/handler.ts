@@ -1,6 +1,7 @@
 import type { Core, CoreHttpRequest } from '../../handlers/index.ts';
 import { container, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
-import { getProcessor, isRecord, MalformedEventError, type AnyEventProcessor, type HttpEvent, type HttpResponse, type HttpResult } from './http/index.ts';
+import { describeEvent } from './events.ts';
+import { getProcessor, MalformedEventError, type AnyEventProcessor, type HttpEvent, type HttpResponse, type HttpResult } from './http/index.ts';
 import type { Invocation, InvocationContext } from './invocation.ts';
 
 /**
@@ -71,14 +72,6 @@ function stamp(response: HttpResponse, record: Invocation): HttpResponse {
   return { ...response, headers };
 }
 
-function describeEvent(event: unknown): string {
-  if (event === null) return 'null';
-  if (Array.isArray(event)) return `an array of ${event.length}`;
-  if (!isRecord(event)) return `a ${typeof event}`;
-  const keys = Object.keys(event);
-  const shown = keys.slice(0, 12).map((key) => (key.length > 40 ? `${key.slice(0, 40)}…` : key));
-  return `keys [${shown.join(',')}${keys.length > shown.length ? `,… ${keys.length - shown.length} more` : ''}]`;
-}
 
 export const handler = lambdaHandler<unknown, HttpResult>(serveHttp);
 

@@ -6,7 +6,7 @@ import { clearOutputs, InputFileError, openObject, readRecords, S3TextWriter } f
 import { batchSettings, type BatchSettings } from './batch/settings.ts';
 import { s3Client, sfnClient } from './clients.ts';
 import { coreFor, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
-import { isRecord } from './http/index.ts';
+import { describeEvent, isRecord } from './events.ts';
 import type { InvocationContext } from './invocation.ts';
 
 /**
@@ -82,9 +82,9 @@ function uploadOf(record: unknown, index: number): UploadRecord | FileOutcome {
 }
 
 function recordsOf(event: unknown): unknown[] {
-  if (!isRecord(event)) throw new MalformedS3EventError(`unsupported event: expected an S3 event notification ({"Records": [...]}), got ${event === null ? 'null' : Array.isArray(event) ? 'an array' : `a ${typeof event}`}`);
+  if (!isRecord(event)) throw new MalformedS3EventError(`unsupported event: expected an S3 event notification ({"Records": [...]}), got ${describeEvent(event)}`);
   if (!Array.isArray(event.Records)) {
-    throw new MalformedS3EventError(`unsupported event: expected an S3 event notification with a "Records" array, got keys [${Object.keys(event).slice(0, 12).join(',')}]`);
+    throw new MalformedS3EventError(`unsupported event: expected an S3 event notification with a "Records" array, got ${describeEvent(event)}`);
   }
   return event.Records;
 }

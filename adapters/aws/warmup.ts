@@ -2,7 +2,7 @@ import type { MiddlewareObj } from '@middy/core';
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import type { Logger } from '../../handlers/index.ts';
 import type { Container } from './container.ts';
-import { isRecord } from './http/index.ts';
+import { isRecord } from './events.ts';
 
 /** The payload serverless-plugin-warmup sends by default, as the event and as `clientContext.custom`. */
 export const WARMUP_PLUGIN_SOURCE = 'serverless-plugin-warmup';

@@ -1,12 +1,11 @@
 /** Pieces every HTTP event processor shares: headers, query strings and bodies. */
+import { isRecord } from '../events.ts';
+
+export { isRecord };
 
 /** An event of a known kind with a field the translation cannot use; answered 400 in the event's own result shape. */
 export class MalformedEventError extends Error {
   override readonly name = 'MalformedEventError';
-}
-
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** How a value looks, for error messages: `null`, `a number`, `"GET"`. */

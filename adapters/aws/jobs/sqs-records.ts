@@ -1,5 +1,5 @@
 import type { SQSRecord } from 'aws-lambda';
-import { isRecord } from '../http/index.ts';
+import { describeEvent, isRecord } from '../events.ts';
 import type { JsonObjects } from './s3-objects.ts';
 import { inputKey, type JobMessage } from './sqs-job-queue.ts';
 
@@ -35,7 +35,7 @@ const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** The records of an SQS event (shape: Lambda developer guide, "Using Lambda with Amazon SQS"); throws naming the problem otherwise. */
 export function sqsRecordsOf(event: unknown): SQSRecord[] {
   if (!isRecord(event) || !Array.isArray(event.Records)) {
-    throw new MalformedSqsEventError(`unsupported event: expected an SQS event {"Records": [...]}, got ${describe(event)}`);
+    throw new MalformedSqsEventError(`unsupported event: expected an SQS event {"Records": [...]}, got ${describeEvent(event)}`);
   }
   if (event.Records.length === 0) throw new MalformedSqsEventError('malformed SQS event: "Records" is empty');
   event.Records.forEach((record: unknown, index) => {
@@ -92,12 +92,4 @@ export async function decodeRecord(record: SQSRecord, options: { objects: JsonOb
 
 function truncate(text: string, max = 120): string {
   return text.length > max ? `${JSON.stringify(text.slice(0, max))}…` : JSON.stringify(text);
-}
-
-function describe(event: unknown): string {
-  if (event === null) return 'null';
-  if (Array.isArray(event)) return `an array of ${event.length}`;
-  if (!isRecord(event)) return `a ${typeof event}`;
-  const keys = Object.keys(event);
-  return `keys [${keys.slice(0, 12).join(',')}${keys.length > 12 ? ',…' : ''}]`;
 }
