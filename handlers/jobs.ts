@@ -84,8 +84,6 @@ export interface RunJobsReport {
   outcomes: DeliveryOutcome[];
   /** `predict` calls made: one per model (per maxBatchSize rows) when nothing fell back to per-job runs. */
   predictCalls: number;
-  /** The models this call loaded (cold), with their load time. */
-  loads: { model: string; loadMs: number }[];
 }
 
 export interface JobSettings {
@@ -263,7 +261,7 @@ export class JobService {
 
   private async run(deliveries: readonly JobDelivery[], webhooks: WebhookMode): Promise<RunJobsReport> {
     const outcomes: DeliveryOutcome[] = new Array(deliveries.length);
-    const report: RunJobsReport = { outcomes, predictCalls: 0, loads: [] };
+    const report: RunJobsReport = { outcomes, predictCalls: 0 };
     const owedWebhooks: Promise<void>[] = [];
 
     // Every job read at once: one store round trip of latency for the batch, not one per message.
@@ -367,8 +365,7 @@ export class JobService {
     const instances = run.length === 1 ? run[0]!.instances! : run.flatMap((job) => job.instances!);
     try {
       report.predictCalls++;
-      const { predictions, timings } = await service.predict(instances, { validated: true });
-      if (timings.cold) report.loads.push({ model: service.name, loadMs: timings.loadMs });
+      const { predictions } = await service.predict(instances, { validated: true });
       let offset = 0;
       for (const job of run) {
         const rows = job.instances!.length;

@@ -73,9 +73,8 @@ async function runJobBatch(event: unknown, context: InvocationContext): Promise<
     {
       awsRequestId: context.awsRequestId,
       event: 'sqs',
+      // Init and model load times are on the invocation line, as for every trigger.
       cold: context.modelfn.cold,
-      ...(context.modelfn.initMs !== undefined && { initMs: round(context.modelfn.initMs) }),
-      ...(report.loads.length > 0 && { modelLoadMs: Object.fromEntries(report.loads.map((load) => [load.model, round(load.loadMs)])) }),
       records: records.length,
       // predict calls; one tensor run each for models that stack their input (all but custom-predict models).
       tensorRuns: report.predictCalls,
@@ -110,10 +109,6 @@ function maxReceivesFromEnv(): number {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }
 
 export const handler = lambdaHandler<unknown, SQSBatchResponse>(runJobBatch);
