@@ -52,3 +52,8 @@ export function describeError(error: unknown): { status: number; message: string
   if (error instanceof ModelfnError) return { status: error.status, message: error.message };
   return { status: 500, message: 'internal error' };
 }
+
+/** The message of anything thrown (an Error's message, or the value as text), for logs and error texts. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

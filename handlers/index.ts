@@ -8,7 +8,7 @@ import { loadModelRepository, type ModelRepository } from './model-repository.ts
 export { defineModel } from './model-definition.ts';
 export type { BatchingOptions, ModelDefinition, ModelRunner, TensorMap } from './model-definition.ts';
 export { createHttpApp, DEFAULT_BODY_LIMIT_BYTES, type CoreHttpRequest, type CoreHttpResponse, type HttpApp } from './http-app.ts';
-export { InputError, ModelfnError, NotFoundError, PayloadTooLargeError, UnavailableError } from './errors.ts';
+export { errorMessage, InputError, ModelfnError, NotFoundError, PayloadTooLargeError, UnavailableError } from './errors.ts';
 export { loadModelRepository, ModelRepository, BUNDLED_MODELS_DIR } from './model-repository.ts';
 export { ModelService, type StageTimings } from './model-service.ts';
 export { processChunk, resultLines, errorLines, CSV_PARSE_OPTIONS, recordFromJsonLine, recordFromCsvRow, csvCell, type BatchRecord, type BatchRecordError, type BatchRecordResult, type ChunkOptions, type ChunkResult, type RecordId } from './batch.ts';

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { NotFoundError } from './errors.ts';
+import { errorMessage, NotFoundError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
 import type { ModelDefinition } from './model-definition.ts';
 import { ModelService } from './model-service.ts';
@@ -97,7 +97,7 @@ export async function loadModelRepository(
       repository.add(new ModelService(definition, modelDir, options.metrics));
     } catch (error) {
       // The first line says what is wrong; the rest (require stacks) would only leak file paths to callers.
-      const message = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+      const message = errorMessage(error).split('\n')[0]!;
       repository.broken.push({ name: folder, error: message });
     }
   }

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
-import { UnavailableError } from './errors.ts';
+import { errorMessage, UnavailableError } from './errors.ts';
 import type { ModelSource } from './model-definition.ts';
 
 export type LoadState = 'unloaded' | 'loading' | 'ready' | 'failed';
@@ -107,7 +107,7 @@ export class ModelRuntime {
 }
 
 function describeLoadFailure(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   if (/ENOENT|No such file|doesn't exist|does not exist|Load model from .* failed:.*No such file/i.test(message)) {
     return `model file not found (${message.split('\n')[0]})`;
   }

@@ -1,7 +1,7 @@
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { InferenceSession } from 'onnxruntime-node';
 import { MicroBatcher, type BatchRunInfo } from './batcher.ts';
-import { InputError, ModelfnError, NotFoundError, UnavailableError } from './errors.ts';
+import { errorMessage, InputError, ModelfnError, NotFoundError, UnavailableError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
 import type { ModelDefinition, ModelRunner, TensorMap } from './model-definition.ts';
 import { ModelRuntime, resolveModelFile } from './model-runtime.ts';
@@ -103,7 +103,7 @@ export class ModelService {
     try {
       validate = await compileSchema(schema);
     } catch (error) {
-      throw new UnavailableError(`model "${this.name}" is not ready: its instanceSchema does not compile: ${error instanceof Error ? error.message : String(error)}`);
+      throw new UnavailableError(`model "${this.name}" is not ready: its instanceSchema does not compile: ${errorMessage(error)}`);
     }
     return (instance, where = 'instance') => (validate(instance) ? undefined : describeSchemaError(where, validate.errors![0]!));
   }
@@ -266,7 +266,7 @@ async function runSession(session: InferenceSession, feeds: TensorMap): Promise<
 /** onnxruntime reports shape and type mismatches it finds at run time; those are the caller's input, not our fault. */
 function asRunError(error: unknown): unknown {
   if (error instanceof ModelfnError) return error;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   if (/invalid (dimensions|rank|input|shape)|Got invalid|Unexpected input data type|input .* not found|data type mismatch/i.test(message)) {
     return new InputError(`the model rejected the input: ${message.split('\n')[0]}`);
   }

@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { errorMessage } from './errors.ts';
 
 export const SIGNATURE_HEADER = 'x-modelfn-signature';
 export const TIMESTAMP_HEADER = 'x-modelfn-timestamp';
@@ -43,6 +44,6 @@ export async function deliverWebhook(url: string, body: string, secret: string |
     await response.body?.cancel();
     return { ok: response.status >= 200 && response.status < 300, detail: `HTTP ${response.status}` };
   } catch (error) {
-    return { ok: false, detail: error instanceof Error ? error.message : String(error) };
+    return { ok: false, detail: errorMessage(error) };
   }
 }

@@ -8,11 +8,12 @@ import { errorLines, processChunk, recordFromCsvRow, recordFromJsonLine, resultL
 import { loadModelRepository } from '../handlers/model-repository.ts';
 import type { ModelService } from '../handlers/model-service.ts';
 import type { ToMain, ToWorker, WorkerSettings } from './batch.ts';
+import { errorMessage } from '../handlers/errors.ts';
 
 const settings = workerData as WorkerSettings;
 const port = parentPort!;
 const send = (message: ToMain, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
-const firstLine = (error: unknown) => (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+const firstLine = (error: unknown) => errorMessage(error).split('\n')[0]!;
 
 async function loadService(): Promise<ModelService> {
   // The model's own folder first (no other definitions to import); a full scan when it is named differently,

@@ -1,5 +1,5 @@
 import middy, { type MiddlewareObj } from '@middy/core';
-import { configFromEnv, createCore, createLogger, type Core, type JobQueue, type JobStore } from '../../handlers/index.ts';
+import { configFromEnv, createCore, createLogger, errorMessage, type Core, type JobQueue, type JobStore } from '../../handlers/index.ts';
 import { Container } from './container.ts';
 import type { JobPorts } from './jobs/index.ts';
 import { invocation, type InvocationContext } from './invocation.ts';
@@ -79,6 +79,6 @@ export async function preloadIfAsked(): Promise<void> {
   try {
     if (configFromEnv().preload) await container.get();
   } catch (error) {
-    logger.error({ error: error instanceof Error ? error.message : String(error) }, 'init: creating the core failed; the first invocation will retry');
+    logger.error({ error: errorMessage(error) }, 'init: creating the core failed; the first invocation will retry');
   }
 }

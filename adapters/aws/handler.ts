@@ -1,8 +1,8 @@
-import type { Core, CoreHttpRequest } from '../../handlers/index.ts';
 import { container, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
 import { describeEvent } from './events.ts';
 import { getProcessor, MalformedEventError, type AnyEventProcessor, type HttpEvent, type HttpResponse, type HttpResult } from './http/index.ts';
 import type { Invocation, InvocationContext } from './invocation.ts';
+import { errorMessage, type Core, type CoreHttpRequest } from '../../handlers/index.ts';
 
 /**
  * The Lambda entry (`handler` in serverless.yml: `adapters/aws/handler.handler`): real-time HTTP from
@@ -49,7 +49,7 @@ async function respond(processor: AnyEventProcessor, event: HttpEvent, context: 
   } catch (error) {
     // A broken start (models folder missing, a bad MODELFN_* value) is "not ready", not a crashed environment:
     // the details go to the log, the caller gets a 503, and the next invocation tries again.
-    logger.error({ awsRequestId: context.awsRequestId, error: error instanceof Error ? error.message : String(error) }, 'creating the core failed');
+    logger.error({ awsRequestId: context.awsRequestId, error: errorMessage(error) }, 'creating the core failed');
     return jsonError(503, NOT_READY, request.headers['x-request-id']);
   }
   context.modelfn.initMs = container.takeInitMs();

@@ -1,5 +1,5 @@
 import { ExecutionAlreadyExists, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { errorLines, processChunk, resultLines, type BatchRecord, type ModelService } from '../../handlers/index.ts';
+import { errorLines, errorMessage, processChunk, resultLines, type BatchRecord, type ModelService } from '../../handlers/index.ts';
 import { batchService, SOURCE_ETAG, unquoted, UnknownBatchModelError, writeFileError } from './batch/files.ts';
 import { decodeEventKey, executionName, planFor, UnsafeKeyError, type FilePlan } from './batch/keys.ts';
 import { clearOutputs, InputFileError, openObject, readRecords, S3TextWriter } from './batch/s3-io.ts';
@@ -89,8 +89,6 @@ function recordsOf(event: unknown): unknown[] {
   return event.Records;
 }
 
-const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
-
 async function onUpload(event: unknown, context: InvocationContext): Promise<S3BatchResult> {
   context.modelfn.event = 's3';
   const settings = batchSettings();
@@ -105,8 +103,8 @@ async function onUpload(event: unknown, context: InvocationContext): Promise<S3B
       try {
         outcome = await processUpload(upload, settings, context);
       } catch (error) {
-        outcome = { key: upload.key, status: 'failed', reason: message(error) };
-        retry.push(`${upload.key}: ${message(error)}`);
+        outcome = { key: upload.key, status: 'failed', reason: errorMessage(error) };
+        retry.push(`${upload.key}: ${errorMessage(error)}`);
       }
     }
     const level = outcome.status === 'failed' ? 'error' : outcome.status === 'rejected' ? 'warn' : 'info';

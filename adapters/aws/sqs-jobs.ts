@@ -1,8 +1,8 @@
 import type { SQSBatchItemFailure, SQSBatchResponse, SQSRecord } from 'aws-lambda';
-import type { Core } from '../../handlers/index.ts';
 import { awsJobPorts, coreFor, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
 import type { InvocationContext } from './invocation.ts';
 import { decodeRecord, RecordError, sqsRecordsOf, type DecodedRecord } from './jobs/index.ts';
+import { errorMessage, type Core } from '../../handlers/index.ts';
 
 /**
  * The `jobsWorker` Lambda entry (`adapters/aws/sqs-jobs.handler`): a batch of SQS job messages, run through
@@ -50,7 +50,7 @@ async function runJobBatch(event: unknown, context: InvocationContext): Promise<
   report.outcomes.forEach((outcome, index) => {
     const { messageId, receiveCount, jobId } = deliveries[index]!;
     if (outcome.outcome === 'not-found') failed.push({ messageId, receiveCount, jobId, reason: `job ${jobId} is not in the jobs bucket` });
-    if (outcome.outcome === 'error') failed.push({ messageId, receiveCount, jobId, reason: `job ${jobId}: ${describe(outcome.error)}`, error: outcome.error });
+    if (outcome.outcome === 'error') failed.push({ messageId, receiveCount, jobId, reason: `job ${jobId}: ${errorMessage(outcome.error)}`, error: outcome.error });
   });
 
   for (const failure of failed) {
@@ -107,8 +107,5 @@ function maxReceivesFromEnv(): number {
   return Number(value);
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 export const handler = lambdaHandler<unknown, SQSBatchResponse>(runJobBatch);

@@ -1,5 +1,5 @@
 import wavefile from 'wavefile';
-import { InputError } from '../errors.ts';
+import { errorMessage, InputError } from '../errors.ts';
 
 /** Mono audio as float samples, nominally in [-1, 1]. */
 export interface DecodedAudio {
@@ -66,7 +66,7 @@ export function decodeWav(bytes: Uint8Array, options: WavDecodeOptions = {}): De
   try {
     wav.fromBuffer(bytes);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new InputError(`${field}: not a RIFF WAVE file (${reason})`);
   }
   if (wav.container !== 'RIFF') {
