@@ -1,7 +1,7 @@
 /** The portable inference core: what every adapter builds on. Imports no cloud SDK, ever. */
 import { createHttpApp, type HttpApp } from './http-app.ts';
 import { JobService, type JobQueue, type JobSettings, type JobStore } from './jobs.ts';
-import { createLogger, type Logger } from './log.ts';
+import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import { loadModelRepository, type ModelRepository } from './model-repository.ts';
 
@@ -13,7 +13,10 @@ export { loadModelRepository, ModelRepository, BUNDLED_MODELS_DIR } from './mode
 export { ModelService, type StageTimings } from './model-service.ts';
 export { processChunk, resultLines, errorLines, CSV_PARSE_OPTIONS, recordFromJsonLine, recordFromCsvRow, csvCell, type BatchRecord, type BatchRecordError, type BatchRecordResult, type ChunkOptions, type ChunkResult, type RecordId } from './batch.ts';
 export type { Metrics } from './metrics.ts';
-export { createLogger, type Logger } from './log.ts';
+// The server's logger is imported from './log.ts' itself: re-exported here, its pino build would load in every
+// function bundle (a CommonJS import is a side effect esbuild keeps), which has its own (function-logger.ts).
+export type { Logger } from './log.ts';
+export { createFunctionLogger } from './function-logger.ts';
 export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type DeliveryOutcome, type Job, type JobDelivery, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView, type RunJobsReport } from './jobs.ts';
 export { signWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook.ts';
 
@@ -72,7 +75,8 @@ export async function createCore(
   config: CoreConfig,
   options: { logger?: Logger; processMetrics?: boolean; jobs?: { store: JobStore; queue: JobQueue } } = {},
 ): Promise<Core> {
-  const logger = options.logger ?? createLogger();
+  // Imported only when no logger is given: a function's bundle then never loads the server's pino build.
+  const logger = options.logger ?? (await import('./log.ts')).createLogger();
   const metrics = config.metrics === false ? undefined : new (await import('./metrics.ts')).Metrics({ processMetrics: options.processMetrics });
   const repository = await loadModelRepository({ dir: config.modelsDir, metrics });
   for (const broken of repository.broken) logger.error({ model: broken.name, error: broken.error }, 'model definition failed to load');

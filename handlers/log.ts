@@ -1,6 +1,14 @@
-import { pino, type Logger } from 'pino';
+import { pino, type Logger as PinoLogger } from 'pino';
 
-export type { Logger };
+/**
+ * What the core and the adapters log through: pino's calling convention (the fields, then the message), one JSON
+ * line each. The server's logger is pino (createLogger below); a function's is function-logger.ts.
+ */
+export interface Logger {
+  error(fields: object, message?: string): void;
+  warn(fields: object, message?: string): void;
+  info(fields: object, message?: string): void;
+}
 
 export interface LoggerOptions {
   level?: string;
@@ -15,7 +23,7 @@ export interface LoggerOptions {
 }
 
 /** One JSON object per line on stdout; `LOG_LEVEL` sets the level (info by default, silent under vitest). */
-export function createLogger(options: LoggerOptions = {}): Logger {
+export function createLogger(options: LoggerOptions = {}): PinoLogger {
   const level = options.level ?? process.env.LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'info');
   const destination = options.destination ?? pino.destination({ sync: !options.buffered, minLength: options.buffered ? 4096 : 0 });
   const logger = pino({ level, base: { service: 'modelfn' } }, destination);

@@ -1,5 +1,5 @@
 import middy, { type MiddlewareObj } from '@middy/core';
-import { configFromEnv, createCore, createLogger, errorMessage, type Core, type JobQueue, type JobStore } from '../../handlers/index.ts';
+import { configFromEnv, createCore, createFunctionLogger, errorMessage, type Core, type JobQueue, type JobStore } from '../../handlers/index.ts';
 import { Container } from './container.ts';
 import type { JobPorts } from './jobs/index.ts';
 import { invocation, type InvocationContext } from './invocation.ts';
@@ -11,8 +11,8 @@ import { warmup, type WarmupResult } from './warmup.ts';
  * Each entry (handler.ts for HTTP, one per other trigger) is `lambdaHandler(itsOwnFunction)`.
  */
 
-// Unbuffered: Lambda may freeze the process as soon as the handler returns, with buffered lines still in it.
-export const logger = createLogger();
+// Each line written at once: Lambda may freeze the process as soon as the handler returns.
+export const logger = createFunctionLogger();
 
 let jobPortsLoading: Promise<JobPorts> | undefined;
 

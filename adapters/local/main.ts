@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { configFromEnv, createCore, createLogger } from '../../handlers/index.ts';
+import { configFromEnv, createCore } from '../../handlers/index.ts';
+import { createLogger } from '../../handlers/log.ts';
 import { FileJobStore } from './file-job-store.ts';
 import { LocalJobQueue } from './job-queue.ts';
 import { startLocalServer } from './server.ts';
