@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { nodeCrypto } from './builtins.ts';
 import { describeError, InputError, ModelfnError, NotFoundError, UnavailableError } from './errors.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
@@ -182,7 +182,7 @@ export class JobService {
     }
     const now = new Date().toISOString();
     const job: Job = {
-      id: randomUUID(),
+      id: nodeCrypto().randomUUID(),
       model: service.name,
       status: 'queued',
       createdAt: now,

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from './builtins.ts';
 import { errorMessage } from './errors.ts';
 
 export const SIGNATURE_HEADER = 'x-modelfn-signature';
@@ -9,7 +9,7 @@ export const TIMESTAMP_HEADER = 'x-modelfn-timestamp';
  * deliveries), as `sha256=<hex>`, the shape GitHub and Stripe receivers already know.
  */
 export function signWebhook(secret: string, timestamp: string, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
+  return `sha256=${nodeCrypto().createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }
 
 /** For receivers: true when the signature matches and the timestamp is within `toleranceSeconds` of now. */
@@ -25,7 +25,7 @@ export function verifyWebhook(
   if (Math.abs(nowSeconds - Number(timestamp)) > toleranceSeconds) return false;
   const expected = Buffer.from(signWebhook(secret, timestamp, body));
   const given = Buffer.from(signature);
-  return expected.length === given.length && timingSafeEqual(expected, given);
+  return expected.length === given.length && nodeCrypto().timingSafeEqual(expected, given);
 }
 
 export interface WebhookDelivery {
