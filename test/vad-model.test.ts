@@ -120,7 +120,7 @@ describe('vad model on the espeak fixture', () => {
   });
 
   it('gives the same result for raw samples as for the WAV', async () => {
-    const { samples } = decodeWav(fixtureBytes, { sampleRate: 16000 });
+    const { samples } = await decodeWav(fixtureBytes, { sampleRate: 16000 });
     const [fromSamples] = await predict([{ samples: Array.from(samples), sampleRate: 16000 }]);
     expect(fromSamples).toEqual({ ...fromWav, id: undefined } satisfies VadPrediction);
     expect(fromSamples).not.toHaveProperty('id');
@@ -163,7 +163,7 @@ describe('vad input errors', () => {
   });
 
   it('accepts a 32-bit float WAV', async () => {
-    const { samples } = decodeWav(fixtureBytes);
+    const { samples } = await decodeWav(fixtureBytes);
     const wav = new wavefile.WaveFile();
     wav.fromScratch(1, 16000, '32f', samples);
     const [prediction] = await predict([{ wav: Buffer.from(wav.toBuffer()).toString('base64') }]);

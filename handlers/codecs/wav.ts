@@ -1,5 +1,14 @@
-import wavefile from 'wavefile';
 import { errorMessage, InputError } from '../errors.ts';
+import { LITTLE_ENDIAN_HOST } from '../tensors.ts';
+
+type WaveFileModule = typeof import('wavefile');
+let wavefileLoading: Promise<WaveFileModule> | undefined;
+
+/** wavefile (41 KB of JavaScript) loads with the first WAV decoded, not with every function's cold start. */
+function loadWavefile(): Promise<WaveFileModule> {
+  wavefileLoading ??= import('wavefile').then((module) => ((module as { default?: WaveFileModule }).default ?? module) as WaveFileModule);
+  return wavefileLoading;
+}
 
 /** Mono audio as float samples, nominally in [-1, 1]. */
 export interface DecodedAudio {
@@ -60,9 +69,9 @@ function expectedBase64Bytes(text: string): number {
  * WAVE_FORMAT_EXTENSIBLE); anything else, more than one channel, or a rate other than `options.sampleRate`
  * is an InputError naming what was received and what is expected.
  */
-export function decodeWav(bytes: Uint8Array, options: WavDecodeOptions = {}): DecodedAudio {
+export async function decodeWav(bytes: Uint8Array, options: WavDecodeOptions = {}): Promise<DecodedAudio> {
   const field = options.field ?? 'wav';
-  const wav = new wavefile.WaveFile();
+  const wav = new (await loadWavefile()).WaveFile();
   try {
     wav.fromBuffer(bytes);
   } catch (error) {
@@ -123,9 +132,7 @@ export function decodeWav(bytes: Uint8Array, options: WavDecodeOptions = {}): De
   return { samples, sampleRate: fmt.sampleRate };
 }
 
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 /** `decodeWav` of a base64 string (the usual JSON transport). */
-export function decodeWavBase64(text: string, options: WavDecodeOptions = {}): DecodedAudio {
+export function decodeWavBase64(text: string, options: WavDecodeOptions = {}): Promise<DecodedAudio> {
   return decodeWav(decodeBase64(text, options.field ?? 'wav'), options);
 }

@@ -70,11 +70,11 @@ const instanceSchema = {
 /** Shared by every run: a scalar int64, never written to. */
 const SR_TENSOR = new Tensor('int64', BigInt64Array.of(BigInt(SAMPLE_RATE)), []);
 
-function audioOf(instance: VadInstance, index: number): Float32Array {
+async function audioOf(instance: VadInstance, index: number): Promise<Float32Array> {
   const where = `instances[${index}]`;
   if ('wav' in instance) {
     const field = `${where}.wav`;
-    const { samples } = decodeWavBase64(instance.wav, { field, sampleRate: SAMPLE_RATE, maxSeconds: MAX_SECONDS });
+    const { samples } = await decodeWavBase64(instance.wav, { field, sampleRate: SAMPLE_RATE, maxSeconds: MAX_SECONDS });
     if (samples.length === 0) throw new InputError(`${field}: contains no audio samples`);
     return samples;
   }
@@ -185,7 +185,8 @@ export default defineModel<VadInstance, VadPrediction>({
 
   async predict(instances, runner) {
     // Decode everything first so a bad instance fails the request before any model time is spent.
-    const audios = instances.map(audioOf);
+    const audios: Float32Array[] = [];
+    for (const [index, instance] of instances.entries()) audios.push(await audioOf(instance, index));
     const predictions: VadPrediction[] = [];
     for (const [index, instance] of instances.entries()) {
       const audio = audios[index]!;

@@ -36,7 +36,7 @@ export async function benchCoreOverhead(): Promise<string[]> {
     const vad = repository.get('vad');
     await vad.ready();
     const wavBytes = readFileSync(new URL('../../test/fixtures/speech-16k.wav', import.meta.url));
-    const audio = decodeWav(wavBytes, { sampleRate: 16_000 }).samples;
+    const audio = (await decodeWav(wavBytes, { sampleRate: 16_000 })).samples;
     const wav = wavBytes.toString('base64');
     const samples = Array.from(audio);
     const vadSession = await InferenceSession.create(resolveModelFile(vad.definition.file, vad.modelDir), vad.definition.sessionOptions);
