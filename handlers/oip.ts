@@ -1,9 +1,10 @@
-import { Float16Array } from '@petamoriken/float16';
+// The DataView helpers only: the Float16Array polyfill would add 8 KB to every function's cold start.
+import { getFloat16, setFloat16 } from '@petamoriken/float16';
 import { Tensor } from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { InputError } from './errors.ts';
 import type { TensorMap } from './model-definition.ts';
-import { isOipDatatype, OIP_TO_ORT, oipDatatypeOf, type OipDatatype } from './tensors.ts';
+import { isOipDatatype, LITTLE_ENDIAN_HOST, OIP_TO_ORT, oipDatatypeOf, type OipDatatype } from './tensors.ts';
 
 /** Open Inference Protocol v2 request, after JSON parsing. */
 export interface OipInferRequest {
@@ -110,7 +111,7 @@ function toTypedData(values: unknown[], datatype: OipDatatype, where: string): T
         INT8: Int8Array,
         INT16: Int16Array,
         INT32: Int32Array,
-        FP16: Float16Array,
+        FP16: Float64Array, // checked as numbers, then rounded once to 16 bits
         FP32: Float32Array,
         FP64: Float64Array,
       }[datatype];
@@ -124,8 +125,7 @@ function toTypedData(values: unknown[], datatype: OipDatatype, where: string): T
         }
         numbers[i] = value as number;
       }
-      // onnxruntime takes float16 as the raw 16-bit patterns.
-      return datatype === 'FP16' ? new Uint16Array((numbers as Float16Array).buffer) : (numbers as Exclude<Tensor['data'], string[]>);
+      return datatype === 'FP16' ? toFloat16Bits(numbers as Float64Array) : (numbers as Exclude<Tensor['data'], string[]>);
     }
   }
 }
@@ -204,6 +204,21 @@ function describeShape(shape: ReadonlyArray<number | string>): string {
   return shape.map((dim) => (typeof dim === 'number' && dim >= 0 ? dim : -1)).join(',');
 }
 
+/** onnxruntime takes and gives float16 as the raw 16-bit patterns, in the machine's byte order. */
+function toFloat16Bits(values: Float64Array): Uint16Array {
+  const bits = new Uint16Array(values.length);
+  const view = new DataView(bits.buffer);
+  for (let i = 0; i < values.length; i++) setFloat16(view, i * 2, values[i]!, LITTLE_ENDIAN_HOST);
+  return bits;
+}
+
+function fromFloat16Bits(bits: Uint16Array): number[] {
+  const view = new DataView(bits.buffer, bits.byteOffset, bits.byteLength);
+  const values = new Array<number>(bits.length);
+  for (let i = 0; i < bits.length; i++) values[i] = getFloat16(view, i * 2, LITTLE_ENDIAN_HOST);
+  return values;
+}
+
 /** A plain loop: Array.from over a typed array goes through the iterator protocol, several times slower. */
 function mapToArray<T, R>(source: ArrayLike<T>, convert: (value: T) => R): R[] {
   const result = new Array<R>(source.length);
@@ -225,7 +240,7 @@ export function encodeTensor(name: string, tensor: Tensor): OipTensor {
       data = mapToArray(tensor.data as Uint8Array, (value) => value !== 0);
       break;
     case 'FP16':
-      data = mapToArray(new Float16Array((tensor.data as Uint16Array).slice().buffer), (value) => value);
+      data = fromFloat16Bits(tensor.data as Uint16Array);
       break;
     case 'BYTES':
       data = tensor.data as string[];

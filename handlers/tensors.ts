@@ -2,6 +2,9 @@ import { Tensor } from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import type { TensorMap } from './model-definition.ts';
 
+/** Whether typed arrays on this machine are little-endian (WAV and onnxruntime's float16 patterns are byte-exact). */
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** Open Inference Protocol datatypes and the onnxruntime tensor type each one maps to. */
 export const OIP_TO_ORT = {
   BOOL: 'bool',
