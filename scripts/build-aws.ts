@@ -10,7 +10,7 @@
  *   their other files (ONNX, JSON) are copied to `models/<name>/`, and a model file shipped inside an npm
  *   package (vad: `@ricky0123/vad-web`) to `node_modules/<package>/`, where the runtime resolves them.
  */
-import { build, type Plugin } from 'esbuild';
+import { build, type Metafile, type Plugin } from 'esbuild';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -51,9 +51,11 @@ function bundledModelsPlugin(modelsDir: string, folders: string[]): Plugin {
       build.onResolve({ filter: /^modelfn:bundled-models$/ }, (args) => ({ path: args.path, namespace: 'modelfn' }));
       build.onLoad({ filter: /.*/, namespace: 'modelfn' }, () => {
         const repository = JSON.stringify(path.join(REPO_ROOT, 'handlers', 'model-repository.ts'));
-        // Lazy imports (esbuild inlines them, evaluated on first call): a definition that throws is recorded as
-        // that model's failure, as with the folder scan, instead of failing the whole function's init.
-        const entries = folders.map((folder) => `${JSON.stringify(folder)}: () => import(${JSON.stringify(path.join(modelsDir, folder, 'model.ts'))})`);
+        // Evaluated on first call, a definition that throws is recorded as that model's failure, as with the folder
+        // scan, instead of failing the whole function's init. require(), not import(): esbuild then keeps the
+        // definition in the entry's own file (wrapped to run on first call) instead of splitting it, and the code it
+        // shares with the entry, into chunks of their own — each one more module a cold start resolves and links.
+        const entries = folders.map((folder) => `${JSON.stringify(folder)}: async () => require(${JSON.stringify(path.join(modelsDir, folder, 'model.ts'))})`);
         return {
           contents: `import { useBundledDefinitions } from ${repository};\nuseBundledDefinitions({ ${entries.join(', ')} });\n`,
           resolveDir: REPO_ROOT,
@@ -105,6 +107,26 @@ function awsSdkEsmPlugin(): Plugin {
         if (typeof manifest.module !== 'string' || manifest.exports !== undefined) return resolved;
         return { path: path.join(root, manifest.module) };
       });
+    },
+  };
+}
+
+/**
+ * @middy/core imports node:stream/web at its top for one `instanceof ReadableStream`, in the streaming-response
+ * path these functions do not take; web streams cost every cold start ~2 ms to load. In the bundle, middy gets a
+ * ReadableStream whose instanceof check loads them on first use.
+ */
+function deferWebStreamsPlugin(): Plugin {
+  return {
+    name: 'modelfn-defer-web-streams',
+    setup(build) {
+      build.onResolve({ filter: /^node:stream\/web$/ }, (args) =>
+        args.importer.includes(`${path.sep}node_modules${path.sep}@middy${path.sep}core${path.sep}`) ? { path: 'stream-web', namespace: 'modelfn-deferred' } : undefined,
+      );
+      build.onLoad({ filter: /.*/, namespace: 'modelfn-deferred' }, () => ({
+        contents: 'export const ReadableStream = class { static [Symbol.hasInstance](value) { return value instanceof globalThis.ReadableStream; } };\n',
+        loader: 'js',
+      }));
     },
   };
 }
@@ -168,46 +190,58 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
 
-  const result = await build({
-    entryPoints: Object.keys(entries).map((name) => ({ in: `modelfn-entry:${name}`, out: name })),
-    plugins: [
-      {
-        // Each function's entry: the static model registry first (evaluated before the handler's top-level
-        // preload), then the handler module itself.
-        name: 'modelfn-entries',
-        setup(build) {
-          build.onResolve({ filter: /^modelfn-entry:/ }, (args) => ({ path: args.path.slice('modelfn-entry:'.length), namespace: 'modelfn-entry' }));
-          build.onLoad({ filter: /.*/, namespace: 'modelfn-entry' }, (args) => ({
-            contents: `import 'modelfn:bundled-models';\nexport { handler } from ${JSON.stringify(path.join(REPO_ROOT, entries[args.path]!))};\n`,
-            resolveDir: REPO_ROOT,
-            loader: 'js',
-          }));
-        },
-      },
-      bundledModelsPlugin(modelsDir, folders),
-      sourceRelativeUrlPlugin(),
-      awsSdkEsmPlugin(),
-    ],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node22',
-    outdir: outDir,
-    outExtension: { '.js': '.mjs' },
-    // Code shared by the entries, and code only reached through a dynamic import (an SDK client the HTTP path
-    // loads on demand, say), goes to chunks: a cold start parses only what its entry imports statically.
-    splitting: true,
-    // In the same folder as the entries: import.meta.url-relative paths (sourceRelativeUrlPlugin) hold in every file.
-    chunkNames: '[name]-[hash]',
-    minify: true,
-    external: EXTERNAL_PACKAGES,
-    // CommonJS dependencies inlined into an ES module still call require() for Node's built-ins.
-    banner: { js: "import{createRequire as __modelfnCreateRequire}from'node:module';const require=__modelfnCreateRequire(import.meta.url);" },
-    legalComments: 'none',
-    logLevel: 'warning',
-    metafile: true,
-    sourcemap: process.env.MODELFN_BUILD_SOURCEMAP === '1' ? 'external' : false,
-  });
+  // One esbuild run per entry: chunks are split off only for what an entry imports dynamically (the SDK clients
+  // the HTTP path loads on demand, Ajv, wavefile) and the code the entry shares with those, never for code merely
+  // shared with another function — the HTTP cold start links three files, not seven.
+  const results = await Promise.all(
+    Object.entries(entries).map(([name, source]) =>
+      build({
+        entryPoints: [{ in: `modelfn-entry:${name}`, out: name }],
+        plugins: [
+          {
+            // The function's entry: the static model registry first (evaluated before the handler's top-level
+            // preload), then the handler module itself.
+            name: 'modelfn-entries',
+            setup(build) {
+              build.onResolve({ filter: /^modelfn-entry:/ }, (args) => ({ path: args.path.slice('modelfn-entry:'.length), namespace: 'modelfn-entry' }));
+              build.onLoad({ filter: /.*/, namespace: 'modelfn-entry' }, () => ({
+                contents: `import 'modelfn:bundled-models';\nexport { handler } from ${JSON.stringify(path.join(REPO_ROOT, source))};\n`,
+                resolveDir: REPO_ROOT,
+                loader: 'js',
+              }));
+            },
+          },
+          bundledModelsPlugin(modelsDir, folders),
+          sourceRelativeUrlPlugin(),
+          awsSdkEsmPlugin(),
+          deferWebStreamsPlugin(),
+        ],
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        target: 'node22',
+        outdir: outDir,
+        outExtension: { '.js': '.mjs' },
+        splitting: true,
+        // In the same folder as the entries: import.meta.url-relative paths (sourceRelativeUrlPlugin) hold in every
+        // file. Content-hashed, so a chunk two entries' runs both emit is the same file.
+        chunkNames: '[name]-[hash]',
+        minify: true,
+        external: EXTERNAL_PACKAGES,
+        // CommonJS dependencies inlined into an ES module still call require() for Node's built-ins.
+        banner: { js: "import{createRequire as __modelfnCreateRequire}from'node:module';const require=__modelfnCreateRequire(import.meta.url);" },
+        legalComments: 'none',
+        logLevel: 'warning',
+        metafile: true,
+        sourcemap: process.env.MODELFN_BUILD_SOURCEMAP === '1' ? 'external' : false,
+      }),
+    ),
+  );
+  const metafile: Metafile = { inputs: {}, outputs: {} };
+  for (const result of results) {
+    Object.assign(metafile.inputs, result.metafile.inputs);
+    Object.assign(metafile.outputs, result.metafile.outputs);
+  }
 
   copyOnnxRuntime(outDir);
   for (const service of services) {
@@ -225,8 +259,8 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
   }
   await repository.dispose();
 
-  if (process.env.MODELFN_BUILD_METAFILE) writeFileSync(process.env.MODELFN_BUILD_METAFILE, JSON.stringify(result.metafile));
-  const outputs = result.metafile.outputs;
+  if (process.env.MODELFN_BUILD_METAFILE) writeFileSync(process.env.MODELFN_BUILD_METAFILE, JSON.stringify(metafile));
+  const outputs = metafile.outputs;
   const bundles = Object.keys(outputs).reduce((sum, file) => sum + statSync(file).size, 0);
   const staticClosure = (file: string, seen = new Set<string>()): Set<string> => {
     if (seen.has(file)) return seen;
