@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { parse as parseYaml } from 'yaml';
 import { AWS_ENTRIES, buildAws } from '../build-aws.ts';
 import { median, pinned, ratio, SERVER_CPU } from './support.ts';
 
@@ -46,12 +47,31 @@ function inferEvent(): APIGatewayProxyEventV2 {
   return { ...event, body, isBase64Encoded: false };
 }
 
+/**
+ * The environment serverless.yml gives every function (provider.environment), so the handler starts as deployed:
+ * with the jobs store and queue configured (the core creates its JobService), their names placeholders, since
+ * nothing is sent anywhere when serving a prediction.
+ */
+function deployedEnvironment(): Record<string, string> {
+  const config = parseYaml(readFileSync(new URL('../../serverless.yml', import.meta.url), 'utf8'), { logLevel: 'error' }) as {
+    provider: { environment: Record<string, string | number> };
+    custom: Record<string, unknown>;
+  };
+  const resolve = (name: string, value: string | number): string => {
+    const text = String(value);
+    const custom = /^\$\{self:custom\.(\w+)\}$/.exec(text);
+    if (custom && typeof config.custom[custom[1]!] !== 'object') return String(config.custom[custom[1]!]);
+    return text.includes('${') ? `bench-${name.toLowerCase().replaceAll('_', '-')}` : text;
+  };
+  return Object.fromEntries(Object.entries(config.provider.environment).map(([name, value]) => [name, resolve(name, value)]));
+}
+
 function coldRun(handlerFile: string, eventFile: string, pings = 0): Promise<ColdRun> {
   const command = pinned([process.execPath, path.join(HERE, 'invoke-once.mjs'), handlerFile, eventFile, ...(pings ? ['--pings', String(pings)] : [])], SERVER_CPU);
   const started = performance.now();
   return new Promise((resolve, reject) => {
     // stdout: the handler's own log lines (Lambda ships them to CloudWatch); fd 3: the measurement.
-    const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } });
+    const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], env: { ...process.env, ...deployedEnvironment() } });
     let out = '';
     child.stdio[3]!.on('data', (chunk: Buffer) => {
       out += chunk.toString();
