@@ -29,6 +29,12 @@ export const AWS_ENTRIES: Record<string, string> = {
 
 export const DEFAULT_AWS_BUILD_DIR = path.join(REPO_ROOT, '.deploy', 'aws', 'build');
 
+/**
+ * CommonJS dependencies inlined into an ES module still call require() for Node's built-ins. esbuild puts the
+ * banner on every output file; dropRequireBannerWhereUnused takes it off those that never call require().
+ */
+const REQUIRE_BANNER = "import{createRequire as __modelfnCreateRequire}from'node:module';const require=__modelfnCreateRequire(import.meta.url);";
+
 /** Native packages left out of the bundle and copied, pruned, next to it. */
 const EXTERNAL_PACKAGES = ['onnxruntime-node', 'onnxruntime-common'];
 
@@ -131,6 +137,32 @@ function deferWebStreamsPlugin(): Plugin {
   };
 }
 
+/**
+ * onnxruntime-node imported by its file in the package (`./node_modules/onnxruntime-node/<main>`, every output file
+ * sits beside that folder): a bare specifier makes Node walk node_modules and read package.json for each module
+ * that imports it, ~1 ms of a cold start.
+ */
+function onnxRuntimeByPathPlugin(): Plugin {
+  const require = createRequire(path.join(REPO_ROOT, 'package.json'));
+  const main = path.relative(path.dirname(require.resolve('onnxruntime-node/package.json')), require.resolve('onnxruntime-node'));
+  return {
+    name: 'modelfn-onnxruntime-by-path',
+    setup(build) {
+      build.onResolve({ filter: /^onnxruntime-node$/ }, () => ({ path: `./node_modules/onnxruntime-node/${main.split(path.sep).join('/')}`, external: true }));
+    },
+  };
+}
+
+/** Each module that keeps the banner costs a cold start its import.meta and a createRequire, ~0.5 ms. */
+function dropRequireBannerWhereUnused(files: string[]): void {
+  for (const file of files) {
+    const code = readFileSync(file, 'utf8');
+    // The banner's line stays, empty, so source maps still line up.
+    const body = code.startsWith(`${REQUIRE_BANNER}\n`) ? code.slice(REQUIRE_BANNER.length) : undefined;
+    if (body !== undefined && !/\brequire\b/.test(body)) writeFileSync(file, body);
+  }
+}
+
 function directoryBytes(dir: string): number {
   if (!existsSync(dir)) return 0;
   let total = 0;
@@ -215,6 +247,7 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
           sourceRelativeUrlPlugin(),
           awsSdkEsmPlugin(),
           deferWebStreamsPlugin(),
+          onnxRuntimeByPathPlugin(),
         ],
         bundle: true,
         platform: 'node',
@@ -228,8 +261,7 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
         chunkNames: '[name]-[hash]',
         minify: true,
         external: EXTERNAL_PACKAGES,
-        // CommonJS dependencies inlined into an ES module still call require() for Node's built-ins.
-        banner: { js: "import{createRequire as __modelfnCreateRequire}from'node:module';const require=__modelfnCreateRequire(import.meta.url);" },
+        banner: { js: REQUIRE_BANNER },
         legalComments: 'none',
         logLevel: 'warning',
         metafile: true,
@@ -243,6 +275,7 @@ export async function buildAws(options: { outDir?: string; entries?: Record<stri
     Object.assign(metafile.outputs, result.metafile.outputs);
   }
 
+  dropRequireBannerWhereUnused(Object.keys(metafile.outputs).filter((file) => file.endsWith('.mjs')));
   copyOnnxRuntime(outDir);
   for (const service of services) {
     const folder = path.basename(service.modelDir);
