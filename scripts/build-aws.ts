@@ -1,7 +1,7 @@
 /**
  * `npm run build:aws`: bundle the Lambda entries into `.deploy/aws/build/` (what serverless.yml packages).
  *
- * - One ESM file per entry (`http.mjs`, `sqs-jobs.mjs`, `s3-batch.mjs`, `batch-chunk.mjs`), minified, node22,
+ * - One ESM file per entry (`http.mjs`, `sqs-jobs.mjs`, `sqs-dead-letters.mjs`, `s3-batch.mjs`, `batch-chunk.mjs`), minified, node22,
  *   with the AWS SDK v3 and every other dependency inlined and tree-shaken: a cold start reads one file instead
  *   of resolving hundreds of modules in node_modules.
  * - onnxruntime-node stays external (a native addon that loads its binary by a computed path) and is copied in
@@ -23,6 +23,7 @@ const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const AWS_ENTRIES: Record<string, string> = {
   http: 'adapters/aws/handler.ts',
   'sqs-jobs': 'adapters/aws/sqs-jobs.ts',
+  'sqs-dead-letters': 'adapters/aws/sqs-dead-letters.ts',
   's3-batch': 'adapters/aws/s3-batch.ts',
   'batch-chunk': 'adapters/aws/batch-chunk.ts',
 };

@@ -82,7 +82,7 @@ afterAll(async () => {
 
 describe('the bundled Lambda entries', () => {
   it('each answer a warm-up ping before anything else', async () => {
-    expect(Object.keys(entries).sort()).toEqual(['batch-chunk', 'http', 's3-batch', 'sqs-jobs']);
+    expect(Object.keys(entries).sort()).toEqual(['batch-chunk', 'http', 's3-batch', 'sqs-dead-letters', 'sqs-jobs']);
     for (const [name, handler] of Object.entries(entries)) {
       expect({ name, answer: await handler({ source: 'serverless-plugin-warmup' }, lambdaContext()) }).toMatchObject({ name, answer: { warm: true } });
     }

@@ -220,6 +220,54 @@ describe('async jobs through API Gateway, SQS and S3', () => {
     expect(inDlq.map((message) => message.MessageId)).toEqual([sent.MessageId]);
   });
 
+  it('a worker that dies on every delivery: the job reaches the DLQ still "running", and jobsDeadLetters marks it failed', async () => {
+    const { store } = await environment.awsJobPorts();
+    const deadLetters = await import('../adapters/aws/sqs-dead-letters.ts');
+    const drain = (event: SQSEvent) => deadLetters.handler(event, lambdaContext({ functionName: 'modelfn-jobsDeadLetters' }) as never) as Promise<SQSBatchResponse>;
+    const now = new Date().toISOString();
+    // Claimed by a worker (running, one attempt) that then crashed, ran out of memory or timed out, every time.
+    const stuck: Job = { id: '66666666-6666-4666-8666-666666666666', model: 'anomaly', status: 'running', createdAt: now, updatedAt: now, attempts: 1 };
+    const finished: Job = { id: '77777777-7777-4777-8777-777777777777', model: 'anomaly', status: 'succeeded', createdAt: now, updatedAt: now, attempts: 1, result: { predictions: [] } };
+    await store.create(stuck);
+    await store.create(finished);
+    const sent = await sqs.send(new SendMessageCommand({ QueueUrl: queue.url, MessageBody: JSON.stringify({ jobId: stuck.id, model: 'anomaly', instances: instancesOf(1, 15) }) }));
+    const dies = async (event: SQSEvent): Promise<SQSBatchResponse> => ({ batchItemFailures: event.Records.map((record) => ({ itemIdentifier: record.messageId })) });
+    for (let receive = 1; receive <= MAX_RECEIVES; receive++) expect((await pollOnce(sqs, queue, dies)).messages).toHaveLength(1);
+    expect((await poll()).messages).toEqual([]); // redriven
+    expect((await storedJob(stuck.id))!.status).toBe('running');
+
+    // Beside it in the DLQ: a message for a job that did finish, and one that names no job.
+    await sqs.send(new SendMessageCommand({ QueueUrl: dlq.url, MessageBody: JSON.stringify({ jobId: finished.id, model: 'anomaly', instances: [] }) }));
+    await sqs.send(new SendMessageCommand({ QueueUrl: dlq.url, MessageBody: 'not a job message' }));
+    const info = vi.spyOn(environment.logger, 'info');
+    const error = vi.spyOn(environment.logger, 'error');
+    const { messages, response } = await pollOnce(sqs, dlq, drain);
+    expect(messages.map((message) => message.MessageId)).toContain(sent.MessageId);
+    expect(response.batchItemFailures).toEqual([]);
+    expect(info.mock.calls.map((call) => call[0]).find((fields) => (fields as { event?: string }).event === 'sqs-dead-letters')).toMatchObject({
+      records: 3,
+      failed: 1,
+      alreadyFinished: 1,
+      unreadable: 1,
+      failedRecords: 0,
+    });
+    expect(error.mock.calls.find((call) => call[1] === 'dead letter names no job: dropped')?.[0]).toMatchObject({
+      reason: 'the record body is not JSON: Unexpected token \'o\', "not a job message" is not valid JSON',
+    });
+    info.mockRestore();
+    error.mockRestore();
+
+    expect(await storedJob(stuck.id)).toMatchObject({
+      status: 'failed',
+      error: `its message went to the dead-letter queue after ${MAX_RECEIVES} deliveries with no answer from the worker (it crashed, ran out of memory or timed out)`,
+    });
+    expect((await storedJob(finished.id))!.status).toBe('succeeded');
+    const listed = await api('GET', '/v1/dead-letter');
+    expect((listed.body!.jobs as { id: string }[]).map((dead) => dead.id)).toContain(stuck.id);
+    expect((await api('GET', `/v1/jobs/${stuck.id}`)).body).toMatchObject({ id: stuck.id, status: 'failed' });
+    expect(await receive(sqs, dlq.url)).toEqual([]); // drained: nothing comes back to it
+  });
+
   it('claim check: a job with ~400 KB of instances travels through S3 and succeeds', async () => {
     const instances = instancesOf(1800, 9);
     const inline = JSON.stringify({ jobId: '33333333-3333-4333-8333-333333333333', model: 'anomaly', instances });
@@ -374,8 +422,10 @@ describe('malformed events to the SQS entry', () => {
     ['empty Records', { Records: [] }, /^malformed SQS event: "Records" is empty$/],
     ['an S3 notification', { Records: [{ eventSource: 'aws:s3', eventName: 'ObjectCreated:Put' }] }, /^unsupported event: Records\[0\]\.eventSource is "aws:s3", expected "aws:sqs"$/],
     ['a record without messageId', { Records: [{ ...fixture<SQSEvent>('sqs').Records[0]!, messageId: undefined }] }, /^malformed SQS event: Records\[0\] has no messageId$/],
-  ])('%s: the invocation fails with a clear error', async (_case, event, message) => {
+  ])('%s: the invocation fails with a clear error, on the worker and on jobsDeadLetters', async (_case, event, message) => {
     await expect(runWorker(typeof event === 'function' ? event() : event)).rejects.toThrow(message);
+    const deadLetters = await import('../adapters/aws/sqs-dead-letters.ts');
+    await expect(deadLetters.handler(typeof event === 'function' ? event() : event, lambdaContext() as never)).rejects.toThrow(message);
   });
 
   it('records without a body or with a body that is not a job message fail alone; the good one succeeds', async () => {

@@ -36,7 +36,7 @@ afterAll(() => service?.remove());
 
 describe('build:aws', () => {
   it('bundles every entry as ESM and fits Lambda with room to spare', () => {
-    expect(service.build.entries.sort()).toEqual(['batch-chunk.mjs', 'http.mjs', 's3-batch.mjs', 'sqs-jobs.mjs']);
+    expect(service.build.entries.sort()).toEqual(['batch-chunk.mjs', 'http.mjs', 's3-batch.mjs', 'sqs-dead-letters.mjs', 'sqs-jobs.mjs']);
     expect(service.build.models).toEqual(['anomaly', 'vad']);
     expect(service.build.bytes.total).toBeLessThan(LAMBDA_UNZIPPED_LIMIT);
     const zip = statSync(path.join(out, 'modelfn.zip')).size;
@@ -68,10 +68,11 @@ describe('build:aws', () => {
 });
 
 describe('osls package: the CloudFormation template', () => {
-  it('has the four functions on nodejs22.x, x86_64, with the bundled handlers and the contract environment', () => {
+  it('has the five functions on nodejs22.x, x86_64, with the bundled handlers and the contract environment', () => {
     const handlers = {
       HttpLambdaFunction: '.deploy/aws/build/http.handler',
       JobsWorkerLambdaFunction: '.deploy/aws/build/sqs-jobs.handler',
+      JobsDeadLettersLambdaFunction: '.deploy/aws/build/sqs-dead-letters.handler',
       BatchUploadLambdaFunction: '.deploy/aws/build/s3-batch.handler',
       BatchChunkLambdaFunction: '.deploy/aws/build/batch-chunk.handler',
     };
@@ -109,8 +110,17 @@ describe('osls package: the CloudFormation template', () => {
     expect(url.Properties.TargetFunctionArn).toEqual({ 'Fn::GetAtt': ['HttpLambdaFunction', 'Arn'] });
   });
 
-  it('feeds the worker from the jobs queue in batches of 100 with partial batch failures', () => {
-    const [[, mapping]] = ofType('AWS::Lambda::EventSourceMapping') as [[string, Resource]];
+  it('feeds the worker from the jobs queue in batches of 100, and jobsDeadLetters from its DLQ, with partial batch failures', () => {
+    const mappings = ofType('AWS::Lambda::EventSourceMapping').map(([, mapping]) => mapping as Resource);
+    expect(mappings).toHaveLength(2);
+    const mapping = mappings.find((candidate) => JSON.stringify(candidate.Properties.FunctionName).includes('JobsWorker'))!;
+    const deadLetters = mappings.find((candidate) => candidate !== mapping)!;
+    expect(deadLetters.Properties).toMatchObject({
+      EventSourceArn: { 'Fn::GetAtt': ['JobsDeadLetterQueue', 'Arn'] },
+      FunctionName: { 'Fn::GetAtt': ['JobsDeadLettersLambdaFunction', 'Arn'] },
+      BatchSize: 10,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
     expect(mapping.Properties).toMatchObject({
       EventSourceArn: { 'Fn::GetAtt': ['JobsQueue', 'Arn'] },
       FunctionName: { 'Fn::GetAtt': ['JobsWorkerLambdaFunction', 'Arn'] },
@@ -199,6 +209,9 @@ describe('osls package: the CloudFormation template', () => {
       return resourcesOf.some((resource) => resource === '*' || resource === 'arn:aws:s3:::*') || [statement.Action].flat().some((action: string) => /:\*$/.test(action));
     });
     expect(wide).toEqual([]);
+    // The dead-letter queue is only drained (osls grants jobsDeadLetters' event source mapping), never sent to.
+    const onDeadLetters = scoped.filter((statement) => JSON.stringify(statement.Resource).includes('JobsDeadLetterQueue'));
+    expect([...new Set(onDeadLetters.flatMap((statement) => [statement.Action].flat()))].sort()).toEqual(['sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage']);
     // The Distributed Map's own needs: child executions of itself and the chunk function.
     const [[, machine]] = ofType('AWS::StepFunctions::StateMachine') as [[string, Resource]];
     const machineRoleId = machine.Properties.RoleArn['Fn::GetAtt'][0];

@@ -1,7 +1,7 @@
 import type { SQSBatchItemFailure, SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { awsJobPorts, coreFor, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
 import type { InvocationContext } from './invocation.ts';
-import { decodeRecord, RecordError, sqsRecordsOf, type DecodedRecord } from './jobs/index.ts';
+import { decodeRecord, maxReceivesFromEnv, RecordError, sqsRecordsOf, type DecodedRecord } from './jobs/index.ts';
 import { errorMessage, type Core } from '../../handlers/index.ts';
 
 /**
@@ -9,14 +9,12 @@ import { errorMessage, type Core } from '../../handlers/index.ts';
  * `JobService.runJobs` — the jobs of one model as one tensor run — with their results written to S3. It
  * answers with `batchItemFailures` (the event source mapping needs `ReportBatchItemFailures`), so only the
  * records that failed outside the model come back; after the queue's maxReceiveCount they go to its DLQ, and
- * on that last receive their job is marked failed. A job the model rejects or that exhausted its retries is
+ * on that last receive their job is marked failed (a worker that crashes or times out cannot: sqs-dead-letters.ts
+ * finishes those jobs from the DLQ). A job the model rejects or that exhausted its retries is
  * finished, not a failed record.
  */
 
 await preloadIfAsked();
-
-/** The queue's redrive maxReceiveCount, when serverless.yml does not say. */
-export const DEFAULT_MAX_RECEIVES = 5;
 
 interface FailedRecord {
   messageId: string;
@@ -98,13 +96,6 @@ function modelProblem(core: Core, name: string): string | undefined {
   } catch (error) {
     return (error as Error).message;
   }
-}
-
-function maxReceivesFromEnv(): number {
-  const value = process.env.MODELFN_JOBS_MAX_RECEIVES;
-  if (value === undefined || value === '') return DEFAULT_MAX_RECEIVES;
-  if (!/^[1-9]\d*$/.test(value)) throw new Error(`MODELFN_JOBS_MAX_RECEIVES must be a whole number of at least 1 (the queue's maxReceiveCount), got "${value}"`);
-  return Number(value);
 }
 
 

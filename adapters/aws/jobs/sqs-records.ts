@@ -49,13 +49,8 @@ export function sqsRecordsOf(event: unknown): SQSRecord[] {
   return event.Records as SQSRecord[];
 }
 
-/**
- * A record's body as a delivery: a job message (sqs-job-queue.ts), its claim-check input fetched from S3.
- * `modelProblem` says why a model cannot run here (unknown, or its definition broken), or undefined.
- */
-export async function decodeRecord(record: SQSRecord, options: { objects: JsonObjects; modelProblem(name: string): string | undefined }): Promise<DecodedRecord> {
-  const { messageId } = record;
-  const receiveCount = Number(record.attributes?.ApproximateReceiveCount) || 1;
+/** A record's body as a job message, as far as it names its job; a RecordError says why it does not. */
+export function jobMessageOf(record: SQSRecord): Partial<JobMessage> & { jobId: string } {
   if (typeof record.body !== 'string') throw new RecordError('the record has no body');
   let message: unknown;
   try {
@@ -66,7 +61,17 @@ export async function decodeRecord(record: SQSRecord, options: { objects: JsonOb
   if (!isRecord(message) || typeof message.jobId !== 'string' || !JOB_ID.test(message.jobId)) {
     throw new RecordError(`the record body is not a job message: expected {"jobId": "<job id>", "model": "<name>", …}, got ${truncate(record.body)}`);
   }
-  const { jobId, model, instances, inputKey: key } = message as Partial<JobMessage> & { jobId: string };
+  return message as Partial<JobMessage> & { jobId: string };
+}
+
+/**
+ * A record's body as a delivery: a job message (sqs-job-queue.ts), its claim-check input fetched from S3.
+ * `modelProblem` says why a model cannot run here (unknown, or its definition broken), or undefined.
+ */
+export async function decodeRecord(record: SQSRecord, options: { objects: JsonObjects; modelProblem(name: string): string | undefined }): Promise<DecodedRecord> {
+  const { messageId } = record;
+  const receiveCount = Number(record.attributes?.ApproximateReceiveCount) || 1;
+  const { jobId, model, instances, inputKey: key } = jobMessageOf(record);
   if (typeof model !== 'string' || model === '') throw new RecordError(`job ${jobId}: "model" must be a model name`, jobId);
   const problem = options.modelProblem(model);
   if (problem) throw new RecordError(`job ${jobId}: ${problem}`, jobId);
