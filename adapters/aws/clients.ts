@@ -17,7 +17,10 @@ export function s3Client(): S3Client {
 }
 
 export function sqsClient(): SQSClient {
-  return (sqs ??= new SQSClient({}));
+  // With an endpoint set (an emulator), every call goes there; by default the SDK sends to the queue URL's host
+  // and warns on each call that the two differ.
+  const endpointSet = Boolean(process.env.AWS_ENDPOINT_URL_SQS || process.env.AWS_ENDPOINT_URL);
+  return (sqs ??= new SQSClient({ useQueueUrlAsEndpoint: !endpointSet }));
 }
 
 export function sfnClient(): SFNClient {

@@ -13,7 +13,7 @@
  * Medians over rounds, the two sides alternating within each round. `npx tsx scripts/bench/aws-sqs-batch.ts`
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { randomUUID } from 'node:crypto';
 import { decodeRecord, JsonObjects, type JobMessage } from '../../adapters/aws/jobs/index.ts';
@@ -138,8 +138,9 @@ async function wholeHandler(): Promise<string[]> {
     MODELFN_JOBS_BUCKET: bucket,
     LOG_LEVEL: 'silent',
   });
-  const s3 = new S3Client({ forcePathStyle: true });
-  const sqs = new SQSClient({});
+  const { s3Client, sqsClient } = await import('../../adapters/aws/clients.ts');
+  const s3 = s3Client();
+  const sqs = sqsClient();
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: 'modelfn-bench-jobs' }));
   process.env.MODELFN_JOBS_QUEUE_URL = QueueUrl!;

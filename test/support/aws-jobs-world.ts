@@ -1,5 +1,5 @@
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Core } from '../../handlers/index.ts';
 import { startFauxqs } from './sqs-events.ts';
 
@@ -47,8 +47,10 @@ export async function startAwsJobsWorld(options: {
     ...options.env,
   });
   delete process.env.MODELFN_PRELOAD;
-  const s3 = new S3Client({ forcePathStyle: true });
-  const sqs = new SQSClient({});
+  // The adapter's own clients, as configured by the environment above.
+  const { s3Client, sqsClient } = await import('../../adapters/aws/clients.ts');
+  const s3 = s3Client();
+  const sqs = sqsClient();
   const createQueue: CreateQueue = async (name, attributes = {}) => {
     const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }));
     const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }));
@@ -77,9 +79,7 @@ export async function startAwsJobsWorld(options: {
     },
     async stop() {
       await core.repository.dispose();
-      s3.destroy();
-      sqs.destroy();
-      (await import('../../adapters/aws/clients.ts')).resetClientsForTests();
+      (await import('../../adapters/aws/clients.ts')).resetClientsForTests(); // destroys s3 and sqs too
       await fauxqs.stop();
     },
   };
