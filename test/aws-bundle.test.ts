@@ -53,7 +53,7 @@ beforeAll(async () => {
     LOG_LEVEL: 'silent',
   });
   s3 = new S3Client({ forcePathStyle: true });
-  sqs = new SQSClient({});
+  sqs = new SQSClient({ useQueueUrlAsEndpoint: false }); // every call to fauxqs (AWS_ENDPOINT_URL), as the adapter's client
   await s3.send(new CreateBucketCommand({ Bucket: 'modelfn-jobs' }));
   await s3.send(new CreateBucketCommand({ Bucket: 'modelfn-batch' }));
   const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: 'modelfn-jobs' }));
