@@ -1,8 +1,9 @@
 import { ExecutionAlreadyExists, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { errorLines, errorMessage, processChunk, resultLines, type BatchRecord, type ModelService } from '../../handlers/index.ts';
+import { InputFileError, scoreObject } from '../../handlers/batch-objects.ts';
+import { errorMessage, type ModelService } from '../../handlers/index.ts';
 import { batchService, SOURCE_ETAG, unquoted, UnknownBatchModelError, writeFileError } from './batch/files.ts';
 import { decodeEventKey, executionName, planFor, UnsafeKeyError, type FilePlan } from './batch/keys.ts';
-import { clearOutputs, InputFileError, openObject, readRecords, S3TextWriter } from './batch/s3-io.ts';
+import { clearOutputs, S3ObjectStore } from './batch/s3-io.ts';
 import { batchSettings, type BatchSettings } from './batch/settings.ts';
 import { s3Client, sfnClient } from './clients.ts';
 import { coreFor, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
@@ -11,7 +12,7 @@ import type { InvocationContext } from './invocation.ts';
 
 /**
  * `batchUpload`: batch on upload. Each S3 ObjectCreated record under MODELFN_BATCH_INPUT_PREFIX
- * (`input/<model>/<path>.jsonl|.csv`) is streamed through the core's processChunk, chunk by chunk, into
+ * (`input/<model>/<path>.jsonl|.csv`) is streamed through the core's scoreObject, chunk by chunk, into
  * `output/<model>/<path>.jsonl` and `.errors.jsonl` (multipart uploads: memory stays flat). A file over
  * MODELFN_BATCH_INLINE_MAX_BYTES, or one this invocation has no time left for, goes to the `batch` state machine.
  *
@@ -147,56 +148,34 @@ async function processUpload(upload: UploadRecord, settings: BatchSettings, cont
   return scoreInline(upload, plan, service, settings, context);
 }
 
-/** Stream the file through processChunk into its results and errors objects; hand it off if time runs short. */
+/** Stream the file through the core's scoreObject into its results and errors objects; hand it off if time runs short. */
 async function scoreInline(upload: UploadRecord, plan: FilePlan, service: ModelService, settings: BatchSettings, context: InvocationContext): Promise<FileOutcome> {
   const s3 = s3Client();
+  // The errors object and any fan-out parts of an earlier run go; the results object is replaced when this one ends.
   await clearOutputs(s3, upload.bucket, plan, { results: true });
   const metadata = upload.etag ? { [SOURCE_ETAG]: unquoted(upload.etag) } : undefined;
-  const results = new S3TextWriter(s3, upload.bucket, plan.resultsKey, metadata);
-  let errors: S3TextWriter | undefined;
-  const counts = { records: 0, succeeded: 0, failed: 0 };
-  let lastLine = 0;
-
-  const flush = async (chunk: BatchRecord[]) => {
-    const outcome = await processChunk(service, chunk);
-    await results.write(resultLines(outcome.results));
-    if (outcome.errors.length > 0) {
-      errors ??= new S3TextWriter(s3, upload.bucket, plan.errorsKey);
-      await errors.write(errorLines(outcome.errors));
-    }
-    counts.records += chunk.length;
-    counts.succeeded += outcome.results.length;
-    counts.failed += outcome.errors.length;
-    lastLine = chunk.at(-1)!.line;
-  };
-  const abort = () => Promise.all([results.abort(), errors?.abort()]);
-
+  const objects = new S3ObjectStore(s3, upload.bucket, { metadataFor: (key) => (key === plan.resultsKey ? metadata : undefined) });
   try {
-    const body = await openObject(s3, upload.bucket, plan.key);
-    let chunk: BatchRecord[] = [];
-    for await (const record of readRecords(body, plan.format, settings.idField)) {
-      chunk.push(record);
-      if (chunk.length < settings.chunkRecords) continue;
-      if (context.getRemainingTimeInMillis() < settings.timeMarginMs) {
-        body.destroy();
-        await abort();
-        return handOff(upload, plan, settings, `out of time after line ${lastLine}`);
-      }
-      await flush(chunk);
-      chunk = [];
-    }
-    if (chunk.length > 0) await flush(chunk);
-    await results.end();
-    await errors?.end();
+    const scored = await scoreObject(service, objects, {
+      input: plan.key,
+      format: plan.format,
+      output: plan.resultsKey,
+      errors: plan.errorsKey,
+      idField: settings.idField,
+      chunkRecords: settings.chunkRecords,
+      shouldStop: () => context.getRemainingTimeInMillis() < settings.timeMarginMs,
+    });
+    if (scored.status === 'stopped') return handOff(upload, plan, settings, `out of time after line ${scored.lastLine}`);
+    const { records, succeeded, failed, errors } = scored;
+    return { key: plan.key, status: 'scored', records, succeeded, failed, results: plan.resultsKey, ...(errors && { errors }) };
   } catch (error) {
-    await abort();
+    // A missing object is not rejected: the notification came, so it may yet be readable; the event is retried.
     if (error instanceof InputFileError) {
       await writeFileError(s3, upload.bucket, plan, `${error.message}; no results written`);
       return { key: plan.key, status: 'rejected', reason: error.message, errors: plan.errorsKey };
     }
     throw error;
   }
-  return { key: plan.key, status: 'scored', ...counts, results: plan.resultsKey, ...(errors && { errors: plan.errorsKey }) };
 }
 
 /** Start the state machine on the file, named by key and ETag so a redelivered event starts nothing new. */

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { batchFormatOf, type BatchFormat } from '../../../handlers/batch-objects.ts';
 import type { BatchSettings } from './settings.ts';
 
-export type BatchFormat = 'jsonl' | 'csv';
+export type { BatchFormat };
 
 /** Where one input file's outputs go; every key derives from the input key and stays under the output prefix. */
 export interface FilePlan {
@@ -22,7 +23,6 @@ export class UnsafeKeyError extends Error {
   override readonly name = 'UnsafeKeyError';
 }
 
-const EXTENSIONS: Record<string, BatchFormat> = { '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.csv': 'csv' };
 // S3 keys are at most 1024 bytes of UTF-8.
 const MAX_KEY_BYTES = 1024;
 const PARTS_SUFFIX = '.parts';
@@ -59,7 +59,7 @@ export function planFor(key: string, settings: Pick<BatchSettings, 'inputPrefix'
   const [model, ...rest] = segments as [string, ...string[]];
   const file = rest.at(-1)!;
   const dot = file.lastIndexOf('.');
-  const format = dot > 0 ? EXTENSIONS[file.slice(dot).toLowerCase()] : undefined;
+  const format = dot > 0 ? batchFormatOf(file) : undefined;
   if (!format) throw new UnsafeKeyError(`object key ${shown} is not a .jsonl, .ndjson or .csv file`);
   const path = [...rest.slice(0, -1), file.slice(0, dot)].join('/');
   if (rest.slice(0, -1).some((folder) => folder.endsWith(PARTS_SUFFIX))) {

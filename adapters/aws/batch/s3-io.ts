@@ -1,55 +1,21 @@
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import { PassThrough, type Readable } from 'node:stream';
-import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { CSV_PARSE_OPTIONS, recordFromCsvRow, recordFromJsonLine, type BatchRecord } from '../../../handlers/index.ts';
-import type { BatchFormat, FilePlan } from './keys.ts';
+import type { ObjectStore, TextWriter } from '../../../handlers/batch-objects.ts';
+import { isNotFound } from '../jobs/s3-objects.ts';
+import type { FilePlan } from './keys.ts';
 
 /**
- * S3 streaming for batch: an object read as records (JSONL line by line, CSV through csv-parse), and output
- * written as it is produced through a multipart upload, so a function's memory stays flat whatever the file size.
+ * S3 streaming for batch (handlers/batch-objects.ts reads the records and scores them): an object's body as a
+ * stream, and output written as it is produced through a multipart upload, so a function's memory stays flat
+ * whatever the file size.
  */
-
-/** A problem with the input file as a whole (CSV that cannot be parsed further); reported in its errors file. */
-export class InputFileError extends Error {
-  override readonly name = 'InputFileError';
-}
 
 /** The object's body as a Node stream (the SDK's Node runtime gives an IncomingMessage). */
 export async function openObject(s3: S3Client, bucket: string, key: string): Promise<Readable> {
   const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   return response.Body as Readable;
-}
-
-/** JSONL: one record per line, blank lines skipped but counted, so `line` is the line in the file. */
-async function* jsonlRecords(body: Readable, idField: string): AsyncGenerator<BatchRecord> {
-  let line = 0;
-  for await (const text of createInterface({ input: body, crlfDelay: Infinity })) {
-    const record = recordFromJsonLine(text, ++line, idField);
-    if (record) yield record;
-  }
-}
-
-/** CSV with a header row, parsed as `modelfn batch` parses it. */
-async function* csvRecords(body: Readable, idField: string): AsyncGenerator<BatchRecord> {
-  const { parse } = await import('csv-parse');
-  const parser = parse(CSV_PARSE_OPTIONS);
-  body.on('error', (error) => parser.destroy(error));
-  let header: string[] | undefined;
-  try {
-    for await (const { record, info } of body.pipe(parser) as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
-      if (!header) header = record.map((name) => name.trim());
-      else yield recordFromCsvRow(header, record, info.lines, idField);
-    }
-  } catch (error) {
-    if ((error as { code?: string }).code?.startsWith('CSV_')) throw new InputFileError(`CSV: ${(error as Error).message}`);
-    throw error;
-  }
-}
-
-export function readRecords(body: Readable, format: BatchFormat, idField: string): AsyncGenerator<BatchRecord> {
-  return format === 'jsonl' ? jsonlRecords(body, idField) : csvRecords(body, idField);
 }
 
 export const NDJSON = 'application/x-ndjson';
@@ -59,7 +25,7 @@ export const NDJSON = 'application/x-ndjson';
  * through a PassThrough, with backpressure. Nothing is visible under the key until `end()` completes it;
  * `abort()` leaves no object and no dangling parts.
  */
-export class S3TextWriter {
+export class S3TextWriter implements TextWriter {
   private readonly body = new PassThrough();
   private readonly upload: Upload;
   private readonly finished: Promise<unknown>;
@@ -88,6 +54,36 @@ export class S3TextWriter {
     await this.upload.abort().catch(() => undefined);
     this.body.destroy();
     await this.finished.catch(() => undefined);
+  }
+}
+
+/** The batch bucket as the core's ObjectStore; `metadataFor` tags an output object (the inline results' source ETag). */
+export class S3ObjectStore implements ObjectStore {
+  constructor(
+    private readonly s3: S3Client,
+    readonly bucket: string,
+    private readonly options: { metadataFor?: (key: string) => Record<string, string> | undefined; refuse?: ObjectStore['refuse'] } = {},
+  ) {
+    if (options.refuse) this.refuse = options.refuse;
+  }
+
+  refuse?: ObjectStore['refuse'];
+
+  async read(key: string): Promise<Readable | undefined> {
+    try {
+      return await openObject(this.s3, this.bucket, key);
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  writer(key: string): S3TextWriter {
+    return new S3TextWriter(this.s3, this.bucket, key, this.options.metadataFor?.(key));
+  }
+
+  async remove(key: string): Promise<void> {
+    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
 }
 
