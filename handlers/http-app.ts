@@ -125,17 +125,20 @@ export function createHttpApp(options: HttpAppOptions) {
     if (!options.jobs) throw new NotFoundError('asynchronous jobs are not enabled on this server');
     return options.jobs;
   };
-  route('POST', '/v1/models/:name/jobs', async (context) => {
+  // Both answer 202 with the job's id and status once it is stored and queued.
+  const submitJob = (submit: 'submit' | 'submitBatch') => async (context: RouteContext): Promise<RouteResult> => {
     const jobs = jobsOf();
     context.model = context.params.name;
     const body = parseJsonBody(context.request);
-    const { job, created } = await jobs.submit(context.params.name!, body, context.request.headers['idempotency-key']);
+    const { job, created } = await jobs[submit](context.params.name!, body, context.request.headers['idempotency-key']);
     return {
       status: 202,
       body: { id: job.id, status: job.status },
       headers: { location: `/v1/jobs/${job.id}`, ...(!created && { 'idempotent-replayed': 'true' }) },
     };
-  });
+  };
+  route('POST', '/v1/models/:name/jobs', submitJob('submit'));
+  route('POST', '/v1/models/:name/batch', submitJob('submitBatch'));
   route('GET', '/v1/jobs/:id', async (context) => ({ body: await jobsOf().get(context.params.id!) }));
   route('GET', '/v1/dead-letter', async () => ({ body: { jobs: await jobsOf().listDeadLetters() } }));
 

@@ -3,6 +3,7 @@ import { createHttpApp, type HttpApp } from './http-app.ts';
 import { JobService, type JobQueue, type JobSettings, type JobStore } from './jobs.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import type { ObjectStore } from './batch-objects.ts';
 import { loadModelRepository, type ModelRepository } from './model-repository.ts';
 
 export { defineModel } from './model-definition.ts';
@@ -13,11 +14,12 @@ export { loadModelRepository, ModelRepository, BUNDLED_MODELS_DIR } from './mode
 export { ModelService, type StageTimings } from './model-service.ts';
 export { processChunk, resultLines, errorLines, CSV_PARSE_OPTIONS, recordFromJsonLine, recordFromCsvRow, csvCell, type BatchRecord, type BatchRecordError, type BatchRecordResult, type ChunkOptions, type ChunkResult, type RecordId } from './batch.ts';
 export type { Metrics } from './metrics.ts';
+export { batchFormatOf, checkObjectKey, errorsKeyOf, InputFileError, MissingObjectError, readRecords, scoreObject, type BatchFormat, type ObjectStore, type ScoreObjectOptions, type ScoreObjectResult, type TextWriter } from './batch-objects.ts';
 // The server's logger is imported from './log.ts' itself: re-exported here, its pino build would load in every
 // function bundle (a CommonJS import is a side effect esbuild keeps), which has its own (function-logger.ts).
 export type { Logger } from './log.ts';
 export { createFunctionLogger } from './function-logger.ts';
-export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type DeliveryOutcome, type Job, type JobDelivery, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView, type RunJobsReport } from './jobs.ts';
+export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type BatchJobResult, type DeliveryOutcome, type Job, type JobDelivery, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView, type RunJobsReport } from './jobs.ts';
 export { signWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook.ts';
 
 /** Settings every adapter reads the same way, from the environment. */
@@ -73,7 +75,7 @@ export interface Core {
 /** Discover the models and build the HTTP app once per process (outside any handler, so warm calls reuse it). */
 export async function createCore(
   config: CoreConfig,
-  options: { logger?: Logger; processMetrics?: boolean; jobs?: { store: JobStore; queue: JobQueue } } = {},
+  options: { logger?: Logger; processMetrics?: boolean; jobs?: { store: JobStore; queue: JobQueue; objects?: ObjectStore } } = {},
 ): Promise<Core> {
   // Imported only when no logger is given: a function's bundle then never loads the server's pino build.
   const logger = options.logger ?? (await import('./log.ts')).createLogger();
@@ -87,7 +89,7 @@ export async function createCore(
       else logger.info({ model: service.name, loadMs: service.runtime.loadMs }, 'model loaded');
     }
   }
-  const jobs = options.jobs && new JobService(repository, options.jobs.store, options.jobs.queue, config.jobs, logger, metrics);
+  const jobs = options.jobs && new JobService(repository, options.jobs.store, options.jobs.queue, config.jobs, logger, metrics, options.jobs.objects);
   const http = createHttpApp({ repository, metrics, logger, jobs, bodyLimitBytes: config.bodyLimitBytes, serverVersion: process.env.npm_package_version });
   return { repository, metrics, logger, http, jobs };
 }

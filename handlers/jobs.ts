@@ -1,3 +1,4 @@
+import { batchFormatOf, checkObjectKey, errorsKeyOf, InputFileError, scoreObject, type BatchFormat, type ObjectStore } from './batch-objects.ts';
 import { nodeCrypto } from './builtins.ts';
 import { describeError, InputError, ModelfnError, NotFoundError, UnavailableError } from './errors.ts';
 import type { Logger } from './log.ts';
@@ -27,12 +28,23 @@ export interface Job {
    * to `runJobs` with the delivery.
    */
   instances?: unknown[];
-  result?: { predictions: unknown[] };
+  /** A batch job (`POST /v1/models/{name}/batch`): its input and outputs are objects in the ObjectStore. */
+  batch?: { input: string; output: string; errors: string; format: BatchFormat };
+  result?: { predictions: unknown[] } | BatchJobResult;
   error?: string;
   callbackUrl?: string;
   webhook?: { delivered: boolean; attempts: number; lastError?: string; notBefore?: string; givenUp?: boolean };
   /** Finished jobs are deleted after this. */
   expiresAt?: string;
+}
+
+/** A finished batch job: how many records, and where their results (and bad records, if any) went. */
+export interface BatchJobResult {
+  records: number;
+  succeeded: number;
+  failed: number;
+  output: string;
+  errors?: string;
 }
 
 /** What `GET /v1/jobs/{id}` shows: the job without its (possibly large) input. */
@@ -141,8 +153,8 @@ function checkCallbackUrl(value: unknown): string | undefined {
   return url.href;
 }
 
-/** What running a job's input gave: its predictions, or why not. */
-type RunResult = { predictions: unknown[] } | { error: unknown };
+/** What running a job gave: its predictions or batch summary, or why not. */
+type RunResult = { predictions: unknown[] } | { batch: BatchJobResult } | { error: unknown };
 
 /** Webhooks after a run: retried in this process in the background (a long-lived worker), or one attempt awaited with retries sent through the queue (a function that may be frozen once it returns). */
 type WebhookMode = 'background' | 'awaited';
@@ -163,6 +175,8 @@ export class JobService {
     settings: Partial<JobSettings> = {},
     private readonly logger?: Logger,
     private readonly metrics?: Metrics,
+    /** Where batch jobs read and write; without it `submitBatch` answers 404. */
+    private readonly objects?: ObjectStore,
   ) {
     this.settings = { ...DEFAULT_JOB_SETTINGS, ...settings };
   }
@@ -177,20 +191,36 @@ export class JobService {
     }
     const problem = firstInstanceError(await service.instanceCheck(), instances);
     if (problem) throw new InputError(problem);
+    return this.enqueue(newJob(service.name, body, { instances }), idempotencyKey);
+  }
+
+  /**
+   * A batch over the object store (`{"input": "<key>", "output": "<key>"}`, .jsonl/.ndjson/.csv in, JSONL out,
+   * bad records to `<output>.errors.jsonl`) as a background job; its result says how many records went where.
+   */
+  async submitBatch(modelName: string, body: unknown, idempotencyKey?: string): Promise<{ job: Job; created: boolean }> {
+    if (!this.objects) throw new NotFoundError('batch jobs are not enabled on this server: it has no object store');
+    const service = this.repository.get(modelName);
+    if (!service.definition.predict && !service.definition.preprocess) {
+      throw new NotFoundError(`model "${service.name}" defines no v1 pre/post processing, which batch records go through`);
+    }
+    if (!isPlainObject(body)) throw new InputError('request body must be an object {"input": "<key>", "output": "<key>"}');
+    const input = checkObjectKey(body.input, 'input');
+    const output = checkObjectKey(body.output, 'output');
+    const format = batchFormatOf(input);
+    if (!format) throw new InputError(`"input" ${JSON.stringify(input)} must be a .jsonl, .ndjson or .csv object`);
+    const errors = errorsKeyOf(output);
+    if (output === input || errors === input) throw new InputError(`"output" ${JSON.stringify(output)} would overwrite the input`);
+    const refused = this.objects.refuse?.(input, 'input') ?? this.objects.refuse?.(output, 'output');
+    if (refused) throw new InputError(refused);
+    return this.enqueue(newJob(service.name, body, { batch: { input, output, errors, format } }), idempotencyKey);
+  }
+
+  /** Persist a new job before anyone is told it was accepted, then queue it. */
+  private async enqueue(job: Job, idempotencyKey: string | undefined): Promise<{ job: Job; created: boolean }> {
     if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 255)) {
       throw new InputError('Idempotency-Key must be 1 to 255 characters');
     }
-    const now = new Date().toISOString();
-    const job: Job = {
-      id: nodeCrypto().randomUUID(),
-      model: service.name,
-      status: 'queued',
-      createdAt: now,
-      updatedAt: now,
-      attempts: 0,
-      instances,
-      ...(body.callbackUrl !== undefined && { callbackUrl: checkCallbackUrl(body.callbackUrl) }),
-    };
     const stored = await this.store.create(job, idempotencyKey);
     if (stored.created) {
       try {
@@ -279,7 +309,8 @@ export class JobService {
       } else {
         const job = read.value;
         const input = instances ?? job.instances;
-        if (!Array.isArray(input) || input.length === 0) {
+        if (job.batch) claimed.push({ index, job });
+        else if (!Array.isArray(input) || input.length === 0) {
           outcomes[index] = { jobId, outcome: 'error', error: new Error(`job ${jobId}: its input is neither in the message nor in the store`) };
         } else {
           job.instances = input; // kept on the job in memory: a retry sends it again
@@ -308,9 +339,10 @@ export class JobService {
     });
 
     const results = await this.predictJobs(
-      running.map(({ job }) => job),
+      running.filter(({ job }) => !job.batch).map(({ job }) => job),
       report,
     );
+    for (const { job } of running) if (job.batch) results.set(job, await this.scoreBatch(job));
     await Promise.all(
       running.map(async ({ index, job }) => {
         try {
@@ -384,10 +416,26 @@ export class JobService {
     }
   }
 
+  /** A batch job's run: its input object scored into its outputs. A missing or unreadable input fails it at once. */
+  private async scoreBatch(job: Job): Promise<RunResult> {
+    if (!this.objects) return { error: new UnavailableError('batch jobs need an object store, and this worker has none') };
+    try {
+      const { input, output, errors, format } = job.batch!;
+      const scored = await scoreObject(this.repository.get(job.model), this.objects, { input, output, errors, format });
+      if (scored.status === 'stopped') return { error: new Error('the batch stopped before its end') };
+      const { status: _scored, ...summary } = scored;
+      return { batch: summary };
+    } catch (error) {
+      return { error: error instanceof InputFileError ? new InputError(`input object "${job.batch!.input}": ${error.message}`) : error };
+    }
+  }
+
   /** Record a run's outcome: finished, or queued again with backoff; then the webhook. */
   private async settle(job: Job, result: RunResult, webhooks: WebhookMode): Promise<DeliveryOutcome> {
     if ('predictions' in result) {
       this.finish(job, 'succeeded', { result: { predictions: result.predictions } });
+    } else if ('batch' in result) {
+      this.finish(job, 'succeeded', { result: result.batch });
     } else {
       const { error } = result;
       const { message } = describeError(error);
@@ -503,6 +551,21 @@ export class JobService {
   deleteExpired(): Promise<number> {
     return this.store.deleteExpired(new Date());
   }
+}
+
+/** A job as submitted: queued, with its input (instances, or a batch's objects) and optional callbackUrl. */
+function newJob(model: string, body: Record<string, unknown>, input: Pick<Job, 'instances' | 'batch'>): Job {
+  const now = new Date().toISOString();
+  return {
+    id: nodeCrypto().randomUUID(),
+    model,
+    status: 'queued',
+    createdAt: now,
+    updatedAt: now,
+    attempts: 0,
+    ...input,
+    ...(body.callbackUrl !== undefined && { callbackUrl: checkCallbackUrl(body.callbackUrl) }),
+  };
 }
 
 function firstInstanceError(instanceError: InstanceCheck, instances: unknown[]): string | undefined {

@@ -11,7 +11,7 @@
  * ignores the header): for the race between submits with one Idempotency-Key, a client middleware answers
  * the conditional PUT of an existing key with S3's documented 412, as S3 would; everything else there is real.
  */
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { PurgeQueueCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import http from 'node:http';
@@ -27,6 +27,7 @@ import { pollOnce, receive } from './support/sqs-events.ts';
 const SECRET = 'aws-jobs-webhook-secret';
 const BUCKET = 'modelfn-jobs-test';
 const MAX_RECEIVES = 3;
+const BATCH_BUCKET = 'modelfn-batch-api-test';
 
 let world: AwsJobsWorld;
 let s3: S3Client;
@@ -46,6 +47,7 @@ beforeAll(async () => {
       MODELFN_WEBHOOK_SECRET: SECRET,
       // First webhook retry after 1–2 s: a delay SQS must hold (DelaySeconds 1 or 2), short enough for a test.
       MODELFN_WEBHOOK_RETRY_BASE_MS: '2000',
+      MODELFN_BATCH_BUCKET: BATCH_BUCKET,
     },
     // As serverless.yml makes it: 256 KiB messages, redrive to the DLQ after MAX_RECEIVES receives.
     makeQueue: async (createQueue) => {
@@ -135,7 +137,7 @@ describe('async jobs through API Gateway, SQS and S3', () => {
       const direct = (await service.predict(inputs[n]!)).predictions as { id: string; score: number; anomaly: boolean }[];
       const stored = (await storedJob(id))!;
       expect(stored).toMatchObject({ id, status: 'succeeded', attempts: 1 });
-      expectSamePredictions(stored.result!.predictions, direct);
+      expectSamePredictions((stored.result as { predictions: unknown[] }).predictions, direct);
       const got = await api('GET', `/v1/jobs/${id}`);
       expect(got.status).toBe(200);
       expect(got.body).toMatchObject({ id, status: 'succeeded' });
@@ -268,6 +270,41 @@ describe('async jobs through API Gateway, SQS and S3', () => {
     expect(await receive(sqs, dlq.url)).toEqual([]); // drained: nothing comes back to it
   });
 
+  it('POST /v1/models/{name}/batch: an object in the batch bucket scored by the worker into output/, the job saying where', async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: BATCH_BUCKET }));
+    const rows = instancesOf(3, 16);
+    const body = `${[rows[0], { id: 'bad', logins: 1 }, rows[1], rows[2]].map((row) => JSON.stringify(row)).join('\n')}\n`;
+    await s3.send(new PutObjectCommand({ Bucket: BATCH_BUCKET, Key: 'uploads/day.jsonl', Body: body }));
+
+    // Refused before anything is stored: outputs go under output/ only, inputs never come from there.
+    expect(await api('POST', '/v1/models/anomaly/batch', { input: 'uploads/day.jsonl', output: 'results/day.jsonl' })).toMatchObject({
+      status: 400,
+      body: { error: '"output" must be a key under "output/" in the batch bucket' },
+    });
+    expect(await api('POST', '/v1/models/anomaly/batch', { input: 'output/x.jsonl', output: 'output/y.jsonl' })).toMatchObject({
+      status: 400,
+      body: { error: '"input" must not be under the output prefix "output/"' },
+    });
+
+    const accepted = await api('POST', '/v1/models/anomaly/batch', { input: 'uploads/day.jsonl', output: 'output/api/day.jsonl' });
+    expect(accepted.status).toBe(202);
+    const id = accepted.body!.id as string;
+    const { messages, response } = await poll();
+    expect(messages).toHaveLength(1);
+    expect(response.batchItemFailures).toEqual([]);
+    expect((await api('GET', `/v1/jobs/${id}`)).body).toMatchObject({
+      id,
+      status: 'succeeded',
+      result: { records: 4, succeeded: 3, failed: 1, output: 'output/api/day.jsonl', errors: 'output/api/day.jsonl.errors.jsonl' },
+    });
+    const read = async (key: string) => (await (await s3.send(new GetObjectCommand({ Bucket: BATCH_BUCKET, Key: key }))).Body!.transformToString()).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    const results = await read('output/api/day.jsonl');
+    expect(results.map((result) => [result.id, result.line])).toEqual([[rows[0]!.id, 1], [rows[1]!.id, 3], [rows[2]!.id, 4]]);
+    const direct = (await core.repository.get('anomaly').predict(rows.map(({ id: _id, ...features }) => features))).predictions as { score: number }[];
+    results.forEach((result, i) => expect((result.prediction as { score: number }).score).toBeCloseTo(direct[i]!.score, 6));
+    expect(await read('output/api/day.jsonl.errors.jsonl')).toEqual([{ line: 2, id: 'bad', error: 'line 2 is missing required property "failed_logins"' }]);
+  });
+
   it('claim check: a job with ~400 KB of instances travels through S3 and succeeds', async () => {
     const instances = instancesOf(1800, 9);
     const inline = JSON.stringify({ jobId: '33333333-3333-4333-8333-333333333333', model: 'anomaly', instances });
@@ -286,7 +323,7 @@ describe('async jobs through API Gateway, SQS and S3', () => {
     expect(response).toEqual({ batchItemFailures: [] });
     const job = (await storedJob(id))!;
     expect(job.status).toBe('succeeded');
-    expectSamePredictions(job.result!.predictions, (await core.repository.get('anomaly').predict(instances)).predictions as never);
+    expectSamePredictions((job.result as { predictions: unknown[] }).predictions, (await core.repository.get('anomaly').predict(instances)).predictions as never);
   });
 
   it('the same Idempotency-Key returns the same job and sends one message', async () => {

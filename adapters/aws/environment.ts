@@ -1,5 +1,6 @@
 import middy, { type MiddlewareObj } from '@middy/core';
-import { configFromEnv, createCore, createFunctionLogger, errorMessage, type Core, type JobQueue, type JobStore } from '../../handlers/index.ts';
+import { configFromEnv, createCore, createFunctionLogger, errorMessage, type Core, type JobQueue, type JobStore, type ObjectStore, type TextWriter } from '../../handlers/index.ts';
+import { batchSettings } from './batch/settings.ts';
 import { Container } from './container.ts';
 import type { JobPorts } from './jobs/index.ts';
 import { invocation, type InvocationContext } from './invocation.ts';
@@ -30,8 +31,37 @@ export function awsJobPorts(): Promise<JobPorts> {
   return jobPortsLoading;
 }
 
+/**
+ * Batch jobs' objects in the batch bucket (MODELFN_BATCH_BUCKET), the SDK loaded on first use like the job ports.
+ * Outputs go under the output prefix only (the functions may write nowhere else, and an output under the input
+ * prefix would start batchUpload on it); inputs may be anywhere else in the bucket.
+ */
+function batchObjectsFromEnv(env: NodeJS.ProcessEnv = process.env): ObjectStore | undefined {
+  if (!env.MODELFN_BATCH_BUCKET) return undefined;
+  const { outputPrefix } = batchSettings(env);
+  const store = async () => {
+    const { batchObjects } = await awsJobPorts();
+    if (!batchObjects) throw new Error('MODELFN_BATCH_BUCKET is set but the job ports have no batch bucket');
+    return batchObjects;
+  };
+  return {
+    read: async (key) => (await store()).read(key),
+    remove: async (key) => (await store()).remove(key),
+    writer: (key): TextWriter => {
+      const writer = store().then((objects) => objects.writer(key));
+      writer.catch(() => undefined); // reported by the first write, end or abort; never an unhandled rejection
+      return { write: async (text) => (await writer).write(text), end: async () => (await writer).end(), abort: async () => (await writer).abort() };
+    },
+    refuse: (key, use) => {
+      if (use === 'output' && !key.startsWith(outputPrefix)) return `"output" must be a key under "${outputPrefix}" in the batch bucket`;
+      if (use === 'input' && key.startsWith(outputPrefix)) return `"input" must not be under the output prefix "${outputPrefix}"`;
+      return undefined;
+    },
+  };
+}
+
 /** Async jobs for every entry of a function configured with a jobs bucket (MODELFN_JOBS_BUCKET), else none. */
-function jobPortsFromEnv(env: NodeJS.ProcessEnv = process.env): { store: JobStore; queue: JobQueue } | undefined {
+function jobPortsFromEnv(env: NodeJS.ProcessEnv = process.env): { store: JobStore; queue: JobQueue; objects?: ObjectStore } | undefined {
   if (!env.MODELFN_JOBS_BUCKET) return undefined;
   // A half-configured function fails at core creation (503 "not ready", details in the log), not at the first job.
   if (!env.MODELFN_JOBS_QUEUE_URL) throw new Error('MODELFN_JOBS_QUEUE_URL must be set with MODELFN_JOBS_BUCKET');
@@ -47,6 +77,7 @@ function jobPortsFromEnv(env: NodeJS.ProcessEnv = process.env): { store: JobStor
       deleteExpired: async (now) => (await store()).deleteExpired(now),
     },
     queue: { send: async (job, delayMs) => (await awsJobPorts()).queue.send(job, delayMs) },
+    objects: batchObjectsFromEnv(env),
   };
 }
 

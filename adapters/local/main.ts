@@ -2,12 +2,14 @@ import path from 'node:path';
 import { configFromEnv, createCore } from '../../handlers/index.ts';
 import { createLogger } from '../../handlers/log.ts';
 import { FileJobStore } from './file-job-store.ts';
+import { FileObjectStore } from './file-objects.ts';
 import { LocalJobQueue } from './job-queue.ts';
 import { startLocalServer } from './server.ts';
 
 /**
  * `npm start`: every model in the models folder on 127.0.0.1:8080 (PORT and HOST override), with
- * asynchronous jobs kept under MODELFN_DATA_DIR (default .modelfn/ in the working directory).
+ * asynchronous jobs kept under MODELFN_DATA_DIR (default .modelfn/ in the working directory) and batch jobs'
+ * objects under MODELFN_BATCH_DIR (default <MODELFN_DATA_DIR>/objects).
  */
 const port = Number(process.env.PORT ?? 8080);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -15,7 +17,8 @@ const dataDir = path.resolve(process.env.MODELFN_DATA_DIR ?? '.modelfn');
 const logger = createLogger({ buffered: true });
 const queue = new LocalJobQueue(Number(process.env.MODELFN_JOB_CONCURRENCY ?? 64), logger);
 const store = new FileJobStore(dataDir, { fsync: /^(1|true|yes)$/i.test(process.env.MODELFN_FSYNC ?? '') });
-const core = await createCore(configFromEnv(), { processMetrics: true, logger, jobs: { store, queue } });
+const objects = new FileObjectStore(path.resolve(process.env.MODELFN_BATCH_DIR ?? path.join(dataDir, 'objects')));
+const core = await createCore(configFromEnv(), { processMetrics: true, logger, jobs: { store, queue, objects } });
 const jobs = core.jobs!;
 
 const recovered = await jobs.recover();
@@ -30,7 +33,7 @@ void sweepExpired();
 setInterval(sweepExpired, 3600_000).unref();
 
 const server = await startLocalServer(core.http, { port, host });
-logger.info({ url: server.url, models: core.repository.list().map((service) => service.name), dataDir }, 'listening');
+logger.info({ url: server.url, models: core.repository.list().map((service) => service.name), dataDir, batchDir: objects.root }, 'listening');
 
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

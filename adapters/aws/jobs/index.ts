@@ -1,4 +1,5 @@
 import type { JobQueue, JobStore } from '../../../handlers/index.ts';
+import { S3ObjectStore } from '../batch/s3-io.ts';
 import { s3Client, sqsClient } from '../clients.ts';
 import { S3JobStore } from './s3-job-store.ts';
 import { JsonObjects } from './s3-objects.ts';
@@ -13,6 +14,8 @@ export interface JobPorts {
   store: JobStore;
   queue: JobQueue;
   objects: JsonObjects;
+  /** The batch bucket (MODELFN_BATCH_BUCKET), where `POST /v1/models/{name}/batch` jobs read and write. */
+  batchObjects?: S3ObjectStore;
 }
 
 /** The queue's redrive maxReceiveCount, when serverless.yml does not say. */
@@ -33,5 +36,6 @@ export function jobPorts(env: NodeJS.ProcessEnv = process.env): JobPorts {
   if (!bucket) throw new Error('MODELFN_JOBS_BUCKET is not set');
   if (!queueUrl) throw new Error('MODELFN_JOBS_QUEUE_URL must be set with MODELFN_JOBS_BUCKET');
   const objects = new JsonObjects(s3Client(), bucket);
-  return { store: new S3JobStore(objects), queue: new SqsJobQueue(sqsClient(), queueUrl, objects), objects };
+  const batchObjects = env.MODELFN_BATCH_BUCKET ? new S3ObjectStore(s3Client(), env.MODELFN_BATCH_BUCKET) : undefined;
+  return { store: new S3JobStore(objects), queue: new SqsJobQueue(sqsClient(), queueUrl, objects), objects, ...(batchObjects && { batchObjects }) };
 }

@@ -48,7 +48,8 @@ export class SqsJobQueue implements JobQueue {
 
   private async bodyFor(job: Job): Promise<string> {
     const head: JobMessage = { jobId: job.id, model: job.model };
-    if (job.status === 'succeeded' || job.status === 'failed') return JSON.stringify(head);
+    // A finished job (a webhook owed) or a batch job (its input is an object the job names) carries no input.
+    if (job.status === 'succeeded' || job.status === 'failed' || job.batch) return JSON.stringify(head);
     if (!job.instances) throw new Error(`job ${job.id} has no input to send`);
     const inline = JSON.stringify({ ...head, instances: job.instances } satisfies JobMessage);
     if (Buffer.byteLength(inline) <= this.inlineMaxBytes) return inline;
