@@ -3,7 +3,7 @@ import { createHttpApp, type HttpApp } from './http-app.ts';
 import { JobService, type JobQueue, type JobSettings, type JobStore } from './jobs.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
-import type { ObjectStore } from './batch-objects.ts';
+import type { ObjectStore } from './object-store.ts';
 import { loadModelRepository, type ModelRepository } from './model-repository.ts';
 
 export { defineModel } from './model-definition.ts';
@@ -14,7 +14,9 @@ export { loadModelRepository, ModelRepository, BUNDLED_MODELS_DIR } from './mode
 export { ModelService, type StageTimings } from './model-service.ts';
 export { processChunk, resultLines, errorLines, CSV_PARSE_OPTIONS, recordFromJsonLine, recordFromCsvRow, csvCell, type BatchRecord, type BatchRecordError, type BatchRecordResult, type ChunkOptions, type ChunkResult, type RecordId } from './batch.ts';
 export type { Metrics } from './metrics.ts';
-export { batchFormatOf, checkObjectKey, errorsKeyOf, InputFileError, MissingObjectError, readRecords, scoreObject, type BatchFormat, type ObjectStore, type ScoreObjectOptions, type ScoreObjectResult, type TextWriter } from './batch-objects.ts';
+export { batchFormatOf, checkObjectKey, errorsKeyOf, type BatchFormat, type ObjectStore, type TextWriter } from './object-store.ts';
+// Scoring an object (batch-objects.ts) is imported from its module: its classes would keep it, and batch.ts with
+// node:readline, in every function's start-up code if re-exported here.
 // The server's logger is imported from './log.ts' itself: re-exported here, its pino build would load in every
 // function bundle (a CommonJS import is a side effect esbuild keeps), which has its own (function-logger.ts).
 export type { Logger } from './log.ts';

@@ -1,4 +1,4 @@
-import { batchFormatOf, checkObjectKey, errorsKeyOf, InputFileError, scoreObject, type BatchFormat, type ObjectStore } from './batch-objects.ts';
+import { batchFormatOf, checkObjectKey, errorsKeyOf, type BatchFormat, type ObjectStore } from './object-store.ts';
 import { nodeCrypto } from './builtins.ts';
 import { describeError, InputError, ModelfnError, NotFoundError, UnavailableError } from './errors.ts';
 import type { Logger } from './log.ts';
@@ -419,6 +419,8 @@ export class JobService {
   /** A batch job's run: its input object scored into its outputs. A missing or unreadable input fails it at once. */
   private async scoreBatch(job: Job): Promise<RunResult> {
     if (!this.objects) return { error: new UnavailableError('batch jobs need an object store, and this worker has none') };
+    // Loaded by the first batch job: record readers and CSV parsing are no part of a function's cold start.
+    const { InputFileError, scoreObject } = await import('./batch-objects.ts');
     try {
       const { input, output, errors, format } = job.batch!;
       const scored = await scoreObject(this.repository.get(job.model), this.objects, { input, output, errors, format });

@@ -2,7 +2,7 @@ import middy, { type MiddlewareObj } from '@middy/core';
 import { configFromEnv, createCore, createFunctionLogger, errorMessage, type Core, type JobQueue, type JobStore, type ObjectStore, type TextWriter } from '../../handlers/index.ts';
 import { batchSettings } from './batch/settings.ts';
 import { Container } from './container.ts';
-import type { JobPorts } from './jobs/index.ts';
+import type { JobPorts } from './jobs/ports.ts';
 import { invocation, type InvocationContext } from './invocation.ts';
 import { warmup, type WarmupResult } from './warmup.ts';
 
@@ -22,7 +22,7 @@ let jobPortsLoading: Promise<JobPorts> | undefined;
  * and the AWS SDK load then, not at init, so a cold start that serves a prediction never pays for them.
  */
 export function awsJobPorts(): Promise<JobPorts> {
-  jobPortsLoading ??= import('./jobs/index.ts')
+  jobPortsLoading ??= import('./jobs/ports.ts')
     .then((jobs) => jobs.jobPorts())
     .catch((error: unknown) => {
       jobPortsLoading = undefined; // the next call tries again

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { batchFormatOf, type BatchFormat } from '../../../handlers/batch-objects.ts';
+import { batchFormatOf, type BatchFormat } from '../../../handlers/object-store.ts';
 import type { BatchSettings } from './settings.ts';
 
 export type { BatchFormat };

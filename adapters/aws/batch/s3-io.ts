@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { PassThrough, type Readable } from 'node:stream';
 import { DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { ObjectStore, TextWriter } from '../../../handlers/batch-objects.ts';
+import type { ObjectStore, TextWriter } from '../../../handlers/object-store.ts';
 import { isNotFound } from '../jobs/s3-objects.ts';
 import type { FilePlan } from './keys.ts';
 
