@@ -21,7 +21,7 @@ export { batchFormatOf, checkObjectKey, errorsKeyOf, type BatchFormat, type Obje
 // function bundle (a CommonJS import is a side effect esbuild keeps), which has its own (function-logger.ts).
 export type { Logger } from './log.ts';
 export { createFunctionLogger } from './function-logger.ts';
-export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type BatchJobResult, type DeliveryOutcome, type Job, type JobDelivery, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView, type RunJobsReport } from './jobs.ts';
+export { JobService, DEFAULT_JOB_SETTINGS, isSettled, viewOf, type BatchJobResult, type DeliveryOutcome, type Job, type JobDelivery, type JobQueue, type JobSettings, type JobStatus, type JobStore, type JobView, type RunJobsOptions, type RunJobsReport } from './jobs.ts';
 export { signWebhook, verifyWebhook, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook.ts';
 
 /** Settings every adapter reads the same way, from the environment. */

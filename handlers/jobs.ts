@@ -91,6 +91,11 @@ export type DeliveryOutcome =
   | { jobId: string; outcome: 'not-found' }
   | { jobId: string; outcome: 'error'; error: unknown };
 
+export interface RunJobsOptions {
+  /** Asked between chunks of a batch job: true when the worker must stop (a function near its timeout). */
+  outOfTime?: () => boolean;
+}
+
 export interface RunJobsReport {
   /** One per delivery, in delivery order. */
   outcomes: DeliveryOutcome[];
@@ -268,8 +273,8 @@ export class JobService {
    * through the queue with their backoff as the delay), so a function may be frozen right after. Never
    * throws for one delivery: the outcomes say which failed outside the model and should be delivered again.
    */
-  runJobs(deliveries: readonly JobDelivery[]): Promise<RunJobsReport> {
-    return this.run(deliveries, 'awaited');
+  runJobs(deliveries: readonly JobDelivery[], options: RunJobsOptions = {}): Promise<RunJobsReport> {
+    return this.run(deliveries, 'awaited', options);
   }
 
   /**
@@ -289,7 +294,7 @@ export class JobService {
     return true;
   }
 
-  private async run(deliveries: readonly JobDelivery[], webhooks: WebhookMode): Promise<RunJobsReport> {
+  private async run(deliveries: readonly JobDelivery[], webhooks: WebhookMode, options: RunJobsOptions = {}): Promise<RunJobsReport> {
     const outcomes: DeliveryOutcome[] = new Array(deliveries.length);
     const report: RunJobsReport = { outcomes, predictCalls: 0 };
     const owedWebhooks: Promise<void>[] = [];
@@ -342,7 +347,7 @@ export class JobService {
       running.filter(({ job }) => !job.batch).map(({ job }) => job),
       report,
     );
-    for (const { job } of running) if (job.batch) results.set(job, await this.scoreBatch(job));
+    for (const { job } of running) if (job.batch) results.set(job, await this.scoreBatch(job, options.outOfTime));
     await Promise.all(
       running.map(async ({ index, job }) => {
         try {
@@ -417,14 +422,18 @@ export class JobService {
   }
 
   /** A batch job's run: its input object scored into its outputs. A missing or unreadable input fails it at once. */
-  private async scoreBatch(job: Job): Promise<RunResult> {
+  private async scoreBatch(job: Job, outOfTime?: () => boolean): Promise<RunResult> {
     if (!this.objects) return { error: new UnavailableError('batch jobs need an object store, and this worker has none') };
     // Loaded by the first batch job: record readers and CSV parsing are no part of a function's cold start.
     const { InputFileError, scoreObject } = await import('./batch-objects.ts');
     try {
       const { input, output, errors, format } = job.batch!;
-      const scored = await scoreObject(this.repository.get(job.model), this.objects, { input, output, errors, format });
-      if (scored.status === 'stopped') return { error: new Error('the batch stopped before its end') };
+      const scored = await scoreObject(this.repository.get(job.model), this.objects, { input, output, errors, format, shouldStop: outOfTime });
+      // Run again, it would stop at the same place: failed at once, saying why and where.
+      if (scored.status === 'stopped') {
+        const where = scored.lastLine > 0 ? `at line ${scored.lastLine}` : 'within its first chunk';
+        return { error: new InputError(`input object "${input}" takes longer than one run of this worker allows (stopped ${where}; nothing written): split it into smaller objects`) };
+      }
       const { status: _scored, ...summary } = scored;
       return { batch: summary };
     } catch (error) {

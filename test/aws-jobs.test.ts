@@ -305,6 +305,24 @@ describe('async jobs through API Gateway, SQS and S3', () => {
     expect(await read('output/api/day.jsonl.errors.jsonl')).toEqual([{ line: 2, id: 'bad', error: 'line 2 is missing required property "failed_logins"' }]);
   });
 
+  it('a batch job that would outlive the worker stops before its timeout, failed and saying why; nothing is written', async () => {
+    const rows = instancesOf(600, 17);
+    await s3.send(new PutObjectCommand({ Bucket: BATCH_BUCKET, Key: 'uploads/big.jsonl', Body: `${rows.map((row) => JSON.stringify(row)).join('\n')}\n` }));
+    const accepted = await api('POST', '/v1/models/anomaly/batch', { input: 'uploads/big.jsonl', output: 'output/api/big.jsonl' });
+    expect(accepted.status).toBe(202);
+    // 5 s left: under the 10 s margin (MODELFN_BATCH_TIME_MARGIN_MS) at the first check.
+    const context = lambdaContext({ functionName: 'modelfn-jobsWorker', getRemainingTimeInMillis: () => 5_000 });
+    const { response } = await pollOnce(sqs, queue, (event) => worker.handler(event, context as never) as Promise<SQSBatchResponse>);
+    expect(response.batchItemFailures).toEqual([]);
+    expect((await api('GET', `/v1/jobs/${accepted.body!.id as string}`)).body).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      error: 'input object "uploads/big.jsonl" takes longer than one run of this worker allows (stopped within its first chunk; nothing written): split it into smaller objects',
+    });
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: BATCH_BUCKET, Prefix: 'output/api/big' }));
+    expect(listed.Contents ?? []).toEqual([]);
+  });
+
   it('claim check: a job with ~400 KB of instances travels through S3 and succeeds', async () => {
     const instances = instancesOf(1800, 9);
     const inline = JSON.stringify({ jobId: '33333333-3333-4333-8333-333333333333', model: 'anomaly', instances });

@@ -6,7 +6,7 @@ import { FileJobStore } from '../adapters/local/file-job-store.ts';
 import { FileObjectStore } from '../adapters/local/file-objects.ts';
 import { LocalJobQueue } from '../adapters/local/job-queue.ts';
 import { startLocalServer, type LocalServer } from '../adapters/local/server.ts';
-import { createCore, type Core } from '../handlers/index.ts';
+import { createCore, JobService, type Core } from '../handlers/index.ts';
 import { generateUserDays, toFeatures } from '../scripts/anomaly-data.ts';
 
 /**
@@ -108,6 +108,20 @@ describe('POST /v1/models/{name}/batch on the local server', () => {
     const job = await settled(broken.body.id as string);
     expect(job).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringMatching(/^input object "in\/broken\.csv": CSV: /) });
     expect(existsSync(path.join(root, 'out', 'broken.jsonl'))).toBe(false);
+  });
+
+  it('a worker out of time stops the job between chunks: failed at once, naming where, nothing written', async () => {
+    const jobs = new JobService(core.repository, new FileJobStore(mkdtempSync(path.join(tmpdir(), 'modelfn-batch-stop-'))), { send: async () => {} }, {}, undefined, undefined, new FileObjectStore(root));
+    put('in/long.jsonl', `${generateUserDays(600, 32).map((day, i) => JSON.stringify({ id: i, ...toFeatures(day) })).join('\n')}\n`);
+    const { job } = await jobs.submitBatch('anomaly', { input: 'in/long.jsonl', output: 'out/long.jsonl' });
+    let checks = 0;
+    const { outcomes } = await jobs.runJobs([{ jobId: job.id }], { outOfTime: () => ++checks > 1 }); // time runs out after the first chunk
+    expect(outcomes[0]).toMatchObject({
+      outcome: 'failed',
+      job: { status: 'failed', attempts: 1, error: 'input object "in/long.jsonl" takes longer than one run of this worker allows (stopped at line 256; nothing written): split it into smaller objects' },
+    });
+    expect(existsSync(path.join(root, 'out', 'long.jsonl'))).toBe(false);
+    expect(readdirSync(path.join(root, 'out')).filter((name) => name.startsWith('long'))).toEqual([]);
   });
 
   it.each<[string, unknown, number, string]>([

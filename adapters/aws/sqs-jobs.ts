@@ -1,4 +1,5 @@
 import type { SQSBatchItemFailure, SQSBatchResponse, SQSRecord } from 'aws-lambda';
+import { batchSettings } from './batch/settings.ts';
 import { awsJobPorts, coreFor, lambdaHandler, logger, preloadIfAsked } from './environment.ts';
 import type { InvocationContext } from './invocation.ts';
 import { decodeRecord, maxReceivesFromEnv, RecordError, sqsRecordsOf, type DecodedRecord } from './jobs/index.ts';
@@ -44,7 +45,9 @@ async function runJobBatch(event: unknown, context: InvocationContext): Promise<
     }),
   );
   const deliveries = decoded.filter((record): record is DecodedRecord => record !== undefined);
-  const report = await core.jobs.runJobs(deliveries);
+  // A batch job stops, failed and saying why, MODELFN_BATCH_TIME_MARGIN_MS (10 s) before the function's timeout.
+  const { timeMarginMs } = batchSettings();
+  const report = await core.jobs.runJobs(deliveries, { outOfTime: () => context.getRemainingTimeInMillis() < timeMarginMs });
   report.outcomes.forEach((outcome, index) => {
     const { messageId, receiveCount, jobId } = deliveries[index]!;
     if (outcome.outcome === 'not-found') failed.push({ messageId, receiveCount, jobId, reason: `job ${jobId} is not in the jobs bucket` });
