@@ -1,5 +1,6 @@
 import { addRoute, createRouter, findRoute, type RouterContext } from 'rou3';
 import { nodeCrypto } from './builtins.ts';
+import { CONTROL_CHARACTER } from './object-store.ts';
 import { describeError, InputError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from './errors.ts';
 import type { JobService } from './jobs.ts';
 import type { Logger } from './log.ts';
@@ -228,7 +229,6 @@ export type HttpApp = ReturnType<typeof createHttpApp>;
  * whole segments, so the verb is routed as a segment of its own, marked with a NUL that no HTTP path can carry:
  * `/v1/models/:name:predict` is registered as `/v1/models/:name/\0predict`, and a request is looked up the same way.
  */
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 const CUSTOM_VERB = /^(.*\/[^/]+):([A-Za-z]+)(\/?)$/;
 
 function routingPath(path: string): string {

@@ -37,10 +37,12 @@ export function batchFormatOf(key: string): BatchFormat | undefined {
 /** Where a batch's bad records go: beside its output, as `modelfn batch` writes them. */
 export const errorsKeyOf = (output: string) => `${output}.errors.jsonl`;
 
-// S3 keys are at most 1024 bytes of UTF-8; every store here takes what S3 takes, no more.
-const MAX_KEY_BYTES = 1024;
+/** S3 keys are at most 1024 bytes of UTF-8; every store here takes what S3 takes, no more. */
+export const MAX_KEY_BYTES = 1024;
+
+/** C0 and C1 control characters: never in a key or a path a client may name. */
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+export const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** A key a client gave: relative, "/"-separated, no "." or ".." or empty segments, no backslash or control character. */
 export function checkObjectKey(value: unknown, field: string): string {
@@ -48,7 +50,7 @@ export function checkObjectKey(value: unknown, field: string): string {
   const shown = JSON.stringify(value);
   if (Buffer.byteLength(value) > MAX_KEY_BYTES) throw new InputError(`"${field}" is longer than ${MAX_KEY_BYTES} bytes`);
   if (value.includes('\\')) throw new InputError(`"${field}" ${shown} contains a backslash`);
-  if (CONTROL.test(value)) throw new InputError(`"${field}" ${shown} contains a control character`);
+  if (CONTROL_CHARACTER.test(value)) throw new InputError(`"${field}" ${shown} contains a control character`);
   for (const segment of value.split('/')) {
     if (segment === '') throw new InputError(`"${field}" ${shown} has an empty path segment (a leading, doubled or trailing "/")`);
     if (segment === '.' || segment === '..') throw new InputError(`"${field}" ${shown} has a "${segment}" path segment`);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { batchFormatOf, type BatchFormat } from '../../../handlers/object-store.ts';
+import { batchFormatOf, CONTROL_CHARACTER, MAX_KEY_BYTES, type BatchFormat } from '../../../handlers/object-store.ts';
 import type { BatchSettings } from './settings.ts';
 
 export type { BatchFormat };
@@ -23,12 +23,8 @@ export class UnsafeKeyError extends Error {
   override readonly name = 'UnsafeKeyError';
 }
 
-// S3 keys are at most 1024 bytes of UTF-8.
-const MAX_KEY_BYTES = 1024;
 const PARTS_SUFFIX = '.parts';
 const ERRORS_SUFFIX = '.errors';
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** S3 event notifications URL-encode the key, with `+` for a space. */
 export function decodeEventKey(encoded: string): string {
@@ -49,7 +45,7 @@ export function planFor(key: string, settings: Pick<BatchSettings, 'inputPrefix'
   const shown = JSON.stringify(key);
   if (!key.startsWith(settings.inputPrefix)) throw new UnsafeKeyError(`object key ${shown} is not under the input prefix "${settings.inputPrefix}"`);
   if (key.includes('\\')) throw new UnsafeKeyError(`object key ${shown} contains a backslash`);
-  if (CONTROL.test(key)) throw new UnsafeKeyError(`object key ${shown} contains a control character`);
+  if (CONTROL_CHARACTER.test(key)) throw new UnsafeKeyError(`object key ${shown} contains a control character`);
   const segments = key.slice(settings.inputPrefix.length).split('/');
   if (segments.length < 2) throw new UnsafeKeyError(`object key ${shown} has no model folder: expected ${settings.inputPrefix}<model>/<path>.jsonl or .csv`);
   for (const segment of segments) {
