@@ -32,6 +32,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { SingleBar } from 'cli-progress';
 import { CSV_PARSE_OPTIONS } from '../handlers/batch.ts';
+import { errorsKeyOf } from '../handlers/object-store.ts';
 
 export type BatchFormat = 'jsonl' | 'csv';
 
@@ -102,7 +103,6 @@ export const EXIT_SOME_FAILED = 2;
 class BatchFatal extends Error {}
 
 export const checkpointPath = (output: string) => `${output}.checkpoint.json`;
-export const errorsPath = (output: string) => `${output}.errors.jsonl`;
 
 const CHECKPOINT_INTERVAL_MS = 500;
 const PROGRESS_LINE_INTERVAL_MS = 2000;
@@ -436,7 +436,7 @@ async function run(model: string, options: BatchOptions): Promise<number> {
   const idField = options.idField ?? 'id';
   const inputIdentity = { path: path.resolve(options.input), size: inputStat.size, mtimeMs: inputStat.mtimeMs };
   const outputFile = options.output;
-  const errorsFile = errorsPath(outputFile);
+  const errorsFile = errorsKeyOf(outputFile);
   const checkpointFile = checkpointPath(outputFile);
 
   let resumeFrom: Checkpoint | undefined;

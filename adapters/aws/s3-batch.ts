@@ -151,8 +151,8 @@ async function processUpload(upload: UploadRecord, settings: BatchSettings, cont
 /** Stream the file through the core's scoreObject into its results and errors objects; hand it off if time runs short. */
 async function scoreInline(upload: UploadRecord, plan: FilePlan, service: ModelService, settings: BatchSettings, context: InvocationContext): Promise<FileOutcome> {
   const s3 = s3Client();
-  // The errors object and any fan-out parts of an earlier run go; the results object is replaced when this one ends.
-  await clearOutputs(s3, upload.bucket, plan, { results: true });
+  // Any fan-out parts of an earlier run go; scoreObject replaces the results and removes a stale errors object.
+  await clearOutputs(s3, upload.bucket, plan, { results: true, errors: true });
   const metadata = upload.etag ? { [SOURCE_ETAG]: unquoted(upload.etag) } : undefined;
   const objects = new S3ObjectStore(s3, upload.bucket, { metadataFor: (key) => (key === plan.resultsKey ? metadata : undefined) });
   try {

@@ -66,12 +66,12 @@ function deployedEnvironment(): Record<string, string> {
   return Object.fromEntries(Object.entries(config.provider.environment).map(([name, value]) => [name, resolve(name, value)]));
 }
 
-function coldRun(handlerFile: string, eventFile: string, pings = 0): Promise<ColdRun> {
+function coldRun(handlerFile: string, eventFile: string, env: NodeJS.ProcessEnv, pings = 0): Promise<ColdRun> {
   const command = pinned([process.execPath, path.join(HERE, 'invoke-once.mjs'), handlerFile, eventFile, ...(pings ? ['--pings', String(pings)] : [])], SERVER_CPU);
   const started = performance.now();
   return new Promise((resolve, reject) => {
     // stdout: the handler's own log lines (Lambda ships them to CloudWatch); fd 3: the measurement.
-    const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], env: { ...process.env, ...deployedEnvironment() } });
+    const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], env });
     let out = '';
     child.stdio[3]!.on('data', (chunk: Buffer) => {
       out += chunk.toString();
@@ -96,9 +96,11 @@ export async function benchAwsColdStart(): Promise<string[]> {
     copyFileSync(path.join(HERE, 'baseline-handler.mjs'), baseline);
     const eventFile = path.join(dir, 'event.json');
     writeFileSync(eventFile, JSON.stringify(inferEvent()));
+    // Read once, before any timing starts: every process gets the same environment.
+    const env = { ...process.env, ...deployedEnvironment() };
 
     // One of each first (page cache, and both must agree on the answer).
-    const [first, reference] = [await coldRun(ours, eventFile), await coldRun(baseline, eventFile)];
+    const [first, reference] = [await coldRun(ours, eventFile, env), await coldRun(baseline, eventFile, env)];
     if (first.statusCode !== 200 || Math.abs(scoreOf(first) - scoreOf(reference)) > 1e-6) {
       throw new Error(`the bundled handler answered ${first.statusCode} ${first.body}, the baseline ${reference.body}`);
     }
@@ -106,7 +108,7 @@ export async function benchAwsColdStart(): Promise<string[]> {
     const samples: Record<'ours' | 'baseline', ColdRun[]> = { ours: [], baseline: [] };
     for (let round = 0; round < rounds; round++) {
       const order: ('ours' | 'baseline')[] = round % 2 ? ['baseline', 'ours'] : ['ours', 'baseline'];
-      for (const name of order) samples[name].push(await coldRun(name === 'ours' ? ours : baseline, eventFile));
+      for (const name of order) samples[name].push(await coldRun(name === 'ours' ? ours : baseline, eventFile, env));
     }
     const stat = (name: 'ours' | 'baseline', field: 'totalMs' | 'importMs' | 'firstResponseMs') => median(samples[name].map((run) => run[field]));
     // Each round runs the two back to back: the median of the rounds' own ratios is less moved by this machine's
@@ -115,7 +117,7 @@ export async function benchAwsColdStart(): Promise<string[]> {
 
     // Warm-up pings in a fresh process: each answered without the core, and the first real request after them
     // is still the one that loads the model (Server-Timing `load;…;desc="cold"`).
-    const pinged = await coldRun(ours, eventFile, PINGS);
+    const pinged = await coldRun(ours, eventFile, env, PINGS);
     const pingMedian = median(pinged.pingMs);
     const loadedByRequest = /load;dur=[\d.]+;desc="cold"/.test(pinged.headers['server-timing'] ?? '');
 

@@ -62,12 +62,8 @@ export class S3ObjectStore implements ObjectStore {
   constructor(
     private readonly s3: S3Client,
     readonly bucket: string,
-    private readonly options: { metadataFor?: (key: string) => Record<string, string> | undefined; refuse?: ObjectStore['refuse'] } = {},
-  ) {
-    if (options.refuse) this.refuse = options.refuse;
-  }
-
-  refuse?: ObjectStore['refuse'];
+    private readonly options: { metadataFor?: (key: string) => Record<string, string> | undefined } = {},
+  ) {}
 
   async read(key: string): Promise<Readable | undefined> {
     try {
@@ -92,8 +88,8 @@ export class S3ObjectStore implements ObjectStore {
  * part of a fan-out run. (A run overwrites its own keys; this catches a run of the other kind, or an errors file
  * that the new version of the file no longer has.)
  */
-export async function clearOutputs(s3: S3Client, bucket: string, plan: FilePlan, keep: { results?: boolean } = {}): Promise<number> {
-  const keys = keep.results ? [plan.errorsKey] : [plan.resultsKey, plan.errorsKey];
+export async function clearOutputs(s3: S3Client, bucket: string, plan: FilePlan, keep: { results?: boolean; errors?: boolean } = {}): Promise<number> {
+  const keys = [...(keep.results ? [] : [plan.resultsKey]), ...(keep.errors ? [] : [plan.errorsKey])];
   let continuationToken: string | undefined;
   do {
     const listing = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: plan.partsPrefix, ContinuationToken: continuationToken }));
